@@ -1,0 +1,289 @@
+"""Keras 3 layers of the split-basis convolution."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["BasisConv2D"]
+
+
+def _check_positive_int(name, value, layer_name):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"Invalid type for argument `{name}` of layer '{layer_name}'. Expected "
+            f"an int. Received {name}={value!r} of type {type(value).__name__}."
+        )
+    if value <= 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}` of layer '{layer_name}'. Expected "
+            f"a strictly positive integer. Received {name}={value}."
+        )
+    return value
+
+
+def _pair(name, value, layer_name):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise TypeError(
+            f"Invalid type for argument `{name}` of layer '{layer_name}'. Expected an "
+            f"int or a tuple of 2 ints. Received {name}={value!r}."
+        )
+    if any(v <= 0 for v in value):
+        raise ValueError(
+            f"Invalid value for argument `{name}` of layer '{layer_name}'. Expected "
+            f"strictly positive values. Received {name}={value!r}."
+        )
+    return tuple(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_basis")
+class BasisConv2D(keras.layers.Layer):
+    """Split-basis convolution: every input split convolved with shared filters.
+
+    The input's ``c`` channels are cut into ``s`` splits of ``p = c / s``
+    channels; each split is convolved with the same ``num_basis`` (``m``)
+    basis filters of shape ``(kh, kw, p)``, and the ``s*m`` responses are
+    concatenated split-major (channel ``g*m + j``). Followed by a 1x1
+    ``keras.layers.Conv2D(n, 1)`` holding the coefficients, the pair computes
+    a convolution whose kernel is ``W[:, :, g*p:(g+1)*p, i] =
+    sum_j A[g*m + j, i] * B[:, :, :, j]`` (Li et al., "Learning Filter Basis
+    for Convolutional Neural Network Compression", ICCV 2019, Eq. 17).
+
+    Implementation: the splits are folded into the batch (reshape to
+    ``(N*s, H, W, p)``, one convolution, reshape back), so the basis is
+    stored and computed as one ordinary convolution kernel.
+
+    Sharing: one layer instance called at several places shares its basis
+    (Keras weight sharing). Each call may see a different number of input
+    channels ``c``: with ``c`` a multiple of the basis depth ``p`` it uses
+    ``s = c / p`` splits; with ``c < p`` it uses one split and the first
+    ``c`` channels of the basis (network-wide sharing with slicing, as the
+    paper's DenseNet).
+
+    Args:
+        num_basis: ``m``, the number of basis filters (positive int).
+        kernel_size: int or tuple of 2 ints.
+        splits: ``s``, the number of channel splits of the input at the first
+            call (default 1). Mutually exclusive with ``depth``.
+        depth: ``p``, the number of input channels of each basis filter. Use
+            for a basis shared by layers of different widths; default
+            ``c / splits`` at build.
+        strides, padding, dilation_rate: as in ``keras.layers.Conv2D``
+            (``padding`` is ``"valid"`` or ``"same"``).
+        use_bias: whether the basis responses get a bias (default False: the
+            coefficient conv carries the layer's bias).
+        basis_initializer, bias_initializer, basis_regularizer,
+        bias_regularizer, basis_constraint, bias_constraint: as the kernel and
+            bias arguments of ``Conv2D``.
+        data_format: only ``"channels_last"`` is supported.
+
+    Input shape:
+        4D tensor ``(batch, rows, cols, c)``.
+
+    Output shape:
+        4D tensor ``(batch, new_rows, new_cols, s * num_basis)``.
+
+    Example:
+
+    >>> x = keras.Input((32, 32, 64))
+    >>> y = BasisConv2D(14, 3, splits=2, padding="same")(x)   # (None, 32, 32, 28)
+    >>> y = keras.layers.Conv2D(64, 1)(y)                     # coefficients
+    >>> model = keras.Model(x, y)                             # 64*3*3*32*14/... params
+    """
+
+    def __init__(
+        self,
+        num_basis,
+        kernel_size,
+        splits=None,
+        depth=None,
+        strides=(1, 1),
+        padding="valid",
+        dilation_rate=(1, 1),
+        use_bias=False,
+        basis_initializer="he_uniform",
+        bias_initializer="zeros",
+        basis_regularizer=None,
+        bias_regularizer=None,
+        basis_constraint=None,
+        bias_constraint=None,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = self.name
+        self.num_basis = _check_positive_int("num_basis", num_basis, name)
+        self.kernel_size = _pair("kernel_size", kernel_size, name)
+        if splits is not None and depth is not None:
+            raise ValueError(
+                f"Arguments `splits` and `depth` of layer '{name}' are mutually "
+                f"exclusive. Received splits={splits}, depth={depth}."
+            )
+        self.splits = None if splits is None else _check_positive_int("splits", splits, name)
+        self.depth = None if depth is None else _check_positive_int("depth", depth, name)
+        self.strides = _pair("strides", strides, name)
+        self.dilation_rate = _pair("dilation_rate", dilation_rate, name)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"Layer '{name}': strides > 1 together with dilation_rate > 1 is not "
+                f"supported. Received strides={self.strides}, "
+                f"dilation_rate={self.dilation_rate}."
+            )
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(
+                f"Invalid value for argument `padding` of layer '{name}'. Expected "
+                f"'valid' or 'same'. Received padding={padding!r}."
+            )
+        self.padding = padding.lower()
+        data_format = data_format or keras.config.image_data_format()
+        if data_format != "channels_last":
+            raise ValueError(
+                f"Invalid value for argument `data_format` of layer '{name}'. "
+                "BasisConv2D supports only 'channels_last'. "
+                f"Received data_format={data_format!r}."
+            )
+        self.data_format = data_format
+        self.use_bias = bool(use_bias)
+        self.basis_initializer = keras.initializers.get(basis_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.basis_regularizer = keras.regularizers.get(basis_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.basis_constraint = keras.constraints.get(basis_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    # ------------------------------------------------------------------ build
+    def _channels(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Layer '{self.name}' expects a 4D input (batch, rows, cols, channels). "
+                f"Received input_shape={tuple(input_shape)}."
+            )
+        c = input_shape[-1]
+        if c is None:
+            raise ValueError(
+                f"Layer '{self.name}' needs a known number of input channels. "
+                f"Received input_shape={tuple(input_shape)}."
+            )
+        return int(c)
+
+    def build(self, input_shape):
+        c = self._channels(input_shape)
+        if self.depth is None:
+            s = self.splits or 1
+            if c % s:
+                raise ValueError(
+                    f"Invalid value for argument `splits` of layer '{self.name}'. "
+                    f"Expected a divisor of the input channels c={c}. "
+                    f"Received splits={s}."
+                )
+            self.depth = c // s
+        self._splits_for(c)  # validates
+        self.basis = self.add_weight(
+            name="basis",
+            shape=self.kernel_size + (self.depth, self.num_basis),
+            initializer=self.basis_initializer,
+            regularizer=self.basis_regularizer,
+            constraint=self.basis_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.num_basis,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+
+    def _splits_for(self, c):
+        """(splits, channels per split) used for an input with ``c`` channels."""
+        if c % self.depth == 0:
+            return c // self.depth, self.depth
+        if c < self.depth:
+            return 1, c
+        raise ValueError(
+            f"Layer '{self.name}' has a basis of depth p={self.depth}; an input "
+            f"must have a multiple of p channels, or fewer than p (sliced basis). "
+            f"Received an input with c={c} channels."
+        )
+
+    # ------------------------------------------------------------------- call
+    def call(self, inputs):
+        c = inputs.shape[-1]
+        s, p = self._splits_for(int(c))
+        basis = self.basis if p == self.depth else self.basis[:, :, :p, :]
+        x = inputs
+        if s > 1:
+            shape = ops.shape(inputs)
+            h, w = shape[1], shape[2]
+            x = ops.reshape(x, (-1, h, w, s, p))
+            x = ops.transpose(x, (0, 3, 1, 2, 4))
+            x = ops.reshape(x, (-1, h, w, p))
+        y = ops.conv(
+            x,
+            basis,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format="channels_last",
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        if s > 1:
+            shape = ops.shape(y)
+            ho, wo = shape[1], shape[2]
+            y = ops.reshape(y, (-1, s, ho, wo, self.num_basis))
+            y = ops.transpose(y, (0, 2, 3, 1, 4))
+            y = ops.reshape(y, (-1, ho, wo, s * self.num_basis))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        c = self._channels(input_shape)
+        depth = self.depth or c // (self.splits or 1)
+        s = c // depth if c % depth == 0 else 1
+        out = []
+        for size, k, st, d in zip(
+            input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate
+        ):
+            if size is None:
+                out.append(None)
+                continue
+            eff = (k - 1) * d + 1
+            if self.padding == "same":
+                out.append((size + st - 1) // st)
+            else:
+                out.append((size - eff) // st + 1)
+        return (input_shape[0], out[0], out[1], s * self.num_basis)
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_basis": self.num_basis,
+                "kernel_size": self.kernel_size,
+                "depth": self.depth,
+                "strides": self.strides,
+                "padding": self.padding,
+                "dilation_rate": self.dilation_rate,
+                "use_bias": self.use_bias,
+                "basis_initializer": keras.initializers.serialize(self.basis_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "basis_regularizer": keras.regularizers.serialize(self.basis_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "basis_constraint": keras.constraints.serialize(self.basis_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "data_format": self.data_format,
+            }
+        )
+        if self.depth is None:
+            config["splits"] = self.splits
+        return config
