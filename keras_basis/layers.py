@@ -216,7 +216,32 @@ class BasisConv2D(keras.layers.Layer):
         )
 
     # ------------------------------------------------------------------- call
-    def call(self, inputs):
+    def _call_geometry(self, strides, padding, dilation_rate):
+        """Per-call overrides of the geometry (a shared basis may be used with
+        stride 2 at one site and stride 1 at another)."""
+        strides = self.strides if strides is None else _pair("strides", strides, self.name)
+        dilation_rate = (
+            self.dilation_rate
+            if dilation_rate is None
+            else _pair("dilation_rate", dilation_rate, self.name)
+        )
+        if padding is None:
+            padding = self.padding
+        elif not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(
+                f"Invalid value for argument `padding` of layer '{self.name}'. Expected "
+                f"'valid' or 'same'. Received padding={padding!r}."
+            )
+        return strides, padding.lower(), dilation_rate
+
+    def call(self, inputs, strides=None, padding=None, dilation_rate=None):
+        """Apply the basis to every split of ``inputs``.
+
+        ``strides``, ``padding`` and ``dilation_rate`` override the layer's own
+        values for this call only (so that one shared basis can serve
+        convolutions of different geometry, e.g. ResNet's stride-2 first conv).
+        """
+        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
         c = inputs.shape[-1]
         s, p = self._splits_for(int(c))
         basis = self.basis if p == self.depth else self.basis[:, :, :p, :]
@@ -230,9 +255,9 @@ class BasisConv2D(keras.layers.Layer):
         y = ops.conv(
             x,
             basis,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
+            strides=strides,
+            padding=padding,
+            dilation_rate=dilation_rate,
             data_format="channels_last",
         )
         if self.bias is not None:
@@ -245,19 +270,22 @@ class BasisConv2D(keras.layers.Layer):
             y = ops.reshape(y, (-1, ho, wo, s * self.num_basis))
         return y
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_spec(self, inputs, strides=None, padding=None, dilation_rate=None):
+        shape = self.compute_output_shape(inputs.shape, strides, padding, dilation_rate)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape, strides=None, padding=None, dilation_rate=None):
+        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
         c = self._channels(input_shape)
         depth = self.depth or c // (self.splits or 1)
         s = c // depth if c % depth == 0 else 1
         out = []
-        for size, k, st, d in zip(
-            input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate
-        ):
+        for size, k, st, d in zip(input_shape[1:3], self.kernel_size, strides, dilation_rate):
             if size is None:
                 out.append(None)
                 continue
             eff = (k - 1) * d + 1
-            if self.padding == "same":
+            if padding == "same":
                 out.append((size + st - 1) // st)
             else:
                 out.append((size - eff) // st + 1)
