@@ -131,7 +131,8 @@ class BasisConv2D(keras.layers.Layer):
         self.dilation_rate = _pair("dilation_rate", dilation_rate, name)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
-                f"Layer '{name}': strides > 1 together with dilation_rate > 1 is not "
+                f"Invalid value for arguments `strides` and `dilation_rate` of layer "
+                f"'{name}': strides > 1 together with dilation_rate > 1 is not "
                 f"supported. Received strides={self.strides}, "
                 f"dilation_rate={self.dilation_rate}."
             )
@@ -277,8 +278,10 @@ class BasisConv2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape, strides=None, padding=None, dilation_rate=None):
         strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
         c = self._channels(input_shape)
-        depth = self.depth or c // (self.splits or 1)
-        s = c // depth if c % depth == 0 else 1
+        if self.depth is None:
+            s = self.splits or 1
+        else:
+            s, _ = self._splits_for(c)
         out = []
         for size, k, st, d in zip(input_shape[1:3], self.kernel_size, strides, dilation_rate):
             if size is None:

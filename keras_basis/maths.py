@@ -392,7 +392,9 @@ def num_basis_for_ratio(ratio, c, n, kh, kw, splits):
     most :func:`rank_bound` (beyond it the decomposition is already exact).
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)):
-        raise TypeError(f"Invalid type for argument `ratio`. Expected a float. Received ratio={ratio!r}.")
+        raise TypeError(
+            f"Invalid type for argument `ratio`. Expected a float. Received ratio={ratio!r}."
+        )
     if not 0 < ratio <= 1:
         raise ValueError(
             f"Invalid value for argument `ratio`. Expected 0 < ratio <= 1. Received ratio={ratio}."
