@@ -1,0 +1,543 @@
+"""SR recipes (examples/div2k): builders, parameter counts, data, evaluation, training."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import keras  # noqa: E402
+
+import keras_basis  # noqa: E402
+from examples.div2k import data as D  # noqa: E402
+from examples.div2k import evaluate as E  # noqa: E402
+from examples.div2k import metrics as M  # noqa: E402
+from examples.div2k import models  # noqa: E402
+from examples.div2k.models import build, edsr, edsr_8_128, srresnet  # noqa: E402
+
+MEAN = 255.0 * np.array(models.DIV2K_RGB_MEAN)
+
+
+# -------------------------------------------------------------- NumPy references
+def conv(x, kernel, bias=None):
+    """'same' stride-1 convolution of an (H, W, C) map with an odd (kh, kw, C, N) kernel."""
+    kh, kw = kernel.shape[:2]
+    xp = np.pad(x, ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    h, w = x.shape[:2]
+    out = sum(xp[i:i + h, j:j + w] @ kernel[i, j] for i in range(kh) for j in range(kw))
+    return out if bias is None else out + bias
+
+
+def depthwise(x, kernel, bias):
+    return np.stack([conv(x[..., c:c + 1], kernel[:, :, c:c + 1, :])[..., 0]
+                     for c in range(x.shape[-1])], axis=-1) + bias
+
+
+def shuffle(x, r):
+    """TF depth_to_space: out[h*r+i, w*r+j, c] = in[h, w, (i*r+j)*C + c]."""
+    h, w, crr = x.shape
+    return x.reshape(h, w, r, r, crr // (r * r)).transpose(0, 2, 1, 3, 4).reshape(
+        h * r, w * r, crr // (r * r))
+
+
+def prelu(x, alpha):
+    return np.maximum(x, 0) + float(np.ravel(alpha)[0]) * np.minimum(x, 0)
+
+
+def bn(x, gamma, beta, mean, var):
+    return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+
+def randomise(model, seed=0):
+    """Random biases, BN statistics and PReLU slopes so that every term shows."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        new = []
+        for w in layer.weights:
+            v = keras.ops.convert_to_numpy(w)
+            name = w.name.split("/")[-1]
+            if name in ("bias", "beta", "moving_mean"):
+                v = rng.normal(0, 0.5, v.shape)
+            elif name in ("gamma", "moving_variance"):
+                v = rng.uniform(0.5, 1.5, v.shape)
+            elif name == "alpha":
+                v = rng.uniform(0.1, 0.4, v.shape)
+            new.append(v.astype("float32"))
+        if new:
+            layer.set_weights(new)
+
+
+def W(model, name):
+    return [np.asarray(v, dtype=np.float64) for v in model.get_layer(name).get_weights()]
+
+
+def edsr_reference(model, lr, variant, res_scale, scale, sic=1):
+    x = lr - MEAN
+    x0 = conv(x, *W(model, "head_conv"))
+    y = x0
+    for i in (1, 2):
+        p = f"block01_conv{i}"
+        if variant == "basis-s":
+            (basis,) = W(model, "block01_basis")
+            kernel, bias = W(model, f"{p}_coef")
+            dense = keras_basis.maths.reconstruct(basis, kernel)
+            y = conv(y, dense, bias)
+        elif variant == "factor":
+            for j in range(1, sic + 1):
+                t = depthwise(y, *W(model, f"{p}_sic{j}_dw"))
+                y = np.maximum(conv(t, *W(model, f"{p}_sic{j}_pw")) + y, 0)
+        else:
+            y = conv(y, *W(model, p))
+        if i == 1:
+            y = np.maximum(y, 0)
+    y = y * res_scale + x0
+    z = conv(y, *W(model, "body_conv")) + x0
+    for k in range(1, (2 if scale == 4 else 1) + 1):
+        r = 3 if scale == 3 else 2
+        z = shuffle(conv(z, *W(model, f"up{k}_conv")), r)
+    return conv(z, *W(model, "tail_conv")) + MEAN
+
+
+def srresnet_basis_reference(model, lr, scale, depth):
+    x0 = prelu(conv(lr, *W(model, "head_conv")), *W(model, "head_act"))
+    y = x0
+    for k in (1, 2):
+        p = f"block01_conv{k}"
+        (basis,) = W(model, f"{p}_basis")
+        splits = y.shape[-1] // depth
+        y = np.concatenate(
+            [conv(y[..., g * depth:(g + 1) * depth], basis) for g in range(splits)], axis=-1)
+        y = prelu(bn(y, *W(model, f"{p}_basis_bn")), *W(model, f"{p}_basis_act"))
+        y = conv(y, *W(model, f"{p}_coef"))
+        y = prelu(bn(y, *W(model, f"{p}_bn")), *W(model, f"{p}_act"))
+    y = y + x0
+    z = bn(conv(y, *W(model, "body_conv")), *W(model, "body_bn")) + x0
+    r = 3 if scale == 3 else 2
+    for k in range(1, (2 if scale == 4 else 1) + 1):
+        z = prelu(shuffle(conv(z, *W(model, f"up{k}_conv")), r), *W(model, f"up{k}_act"))
+    return conv(z, *W(model, "tail_conv"))
+
+
+# ------------------------------------------------------------------------ builders
+@pytest.mark.parametrize("preset", sorted(models.PRESETS))
+def test_block_params_equal_the_paper(preset):
+    model = build(preset, 4, num_blocks=1)   # the count of one block needs one block
+    (block,) = models.block_weight_counts(model)
+    assert block == models.PAPER_BLOCK_PARAMS[preset]
+    assert round(block / 1000) == models.PAPER_PRINTED_K[preset]
+
+
+def test_paper_block_numbers_are_the_issue_numbers():
+    expected = {"edsr-8-128": 294_912, "edsr-8-128-basis-128-27": 69_120,
+                "edsr-8-128-basis-128-40": 102_400, "srresnet-basis-64-14": 17_920,
+                "srresnet-basis-32-32": 26_624, "edsr": 1_179_648, "edsr-basis": 163_840,
+                "edsr-basis-s": 90_112}
+    assert {k: models.PAPER_BLOCK_PARAMS[k] for k in expected} == expected
+
+
+def test_whole_network_weight_count_by_hand():
+    model = build("edsr-8-128", 4)
+    c = 128
+    by_hand = 3 * c * 9 + 8 * 2 * c * c * 9 + c * c * 9 + 2 * c * 4 * c * 9 + c * 3 * 9
+    assert models.weight_count(model) == by_hand
+    biases = c + 8 * 2 * c + c + 2 * 4 * c + 3
+    assert model.count_params() == by_hand + biases
+    model = build("srresnet-basis-32-32", 3, num_blocks=2)
+    per_block = 2 * (32 * 32 * 9 + 2 * 32 * 64)
+    by_hand = 3 * 64 * 81 + 2 * per_block + 64 * 64 * 9 + 64 * 9 * 64 * 9 + 64 * 3 * 9
+    assert models.weight_count(model) == by_hand
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize(
+    "builder, kwargs",
+    [
+        (srresnet, {}),
+        (srresnet, {"num_basis": 3, "basis_depth": 4}),
+        (edsr, {"res_scale": 0.1}),
+        (edsr_8_128, {"num_basis": 3, "share_basis": True}),
+        (edsr_8_128, {"sic_layers": 2}),
+    ],
+)
+def test_output_size_any_input(builder, kwargs, scale):
+    model = builder(scale, num_blocks=1, channels=8, **kwargs)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 7, 10, 3)).astype("float32")
+    assert tuple(model(x).shape) == (2, 7 * scale, 10 * scale, 3)
+    fixed = builder(scale, num_blocks=1, channels=8, input_shape=(6, 5, 3), **kwargs)
+    assert fixed.output_shape == (None, 6 * scale, 5 * scale, 3)
+
+
+@pytest.mark.parametrize("variant, res_scale, scale", [
+    ("baseline", 0.1, 2), ("basis-s", 0.1, 4), ("factor", 1.0, 3)])
+def test_edsr_matches_numpy_reference(variant, res_scale, scale):
+    kwargs = {"basis-s": {"num_basis": 3, "share_basis": True},
+              "factor": {"sic_layers": 2}}.get(variant, {})
+    model = edsr(scale, num_blocks=1, channels=4, res_scale=res_scale, **kwargs)
+    randomise(model)
+    lr = np.random.default_rng(1).uniform(0, 255, (6, 5, 3))
+    ref = edsr_reference(model, lr, variant, res_scale, scale, sic=2)
+    out = keras.ops.convert_to_numpy(model(lr[None].astype("float32")))[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+def test_srresnet_basis_bn_every_matches_numpy_reference(scale):
+    model = srresnet(scale, num_blocks=1, channels=4, num_basis=3, basis_depth=2)
+    randomise(model)
+    lr = np.random.default_rng(2).uniform(0, 255, (5, 6, 3))
+    ref = srresnet_basis_reference(model, lr, scale, depth=2)
+    out = keras.ops.convert_to_numpy(model(lr[None].astype("float32"), training=False))[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-2)
+
+
+def test_basis_s_is_one_shared_weight_and_survives_keras_roundtrip(tmp_path):
+    model = edsr_8_128(2, num_blocks=2, channels=8, num_basis=3, share_basis=True)
+    bases = [la for la in model.layers if isinstance(la, keras_basis.BasisConv2D)]
+    assert [b.name for b in bases] == ["block01_basis", "block02_basis"]
+    assert models.block_weight_counts(model) == [3 * 8 * 9 + 2 * 3 * 8] * 2
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 6, 6, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-4)
+    assert models.block_weight_counts(loaded) == models.block_weight_counts(model)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: edsr(5), ValueError,
+         r"argument `scale` of edsr\(\). Expected one of \(2, 3, 4\). Received scale=5"),
+        (lambda: srresnet(4, basis_depth=48, num_basis=3), ValueError,
+         r"argument `basis_depth` of srresnet\(\). Expected a divisor of channels=64. "
+         r"Received basis_depth=48"),
+        (lambda: edsr_8_128(4, num_basis=3, sic_layers=2), ValueError,
+         r"`num_basis` and `sic_layers` of edsr\(\) are mutually exclusive"),
+        (lambda: edsr_8_128(4, share_basis=True), ValueError,
+         r"`basis_depth` and `share_basis` of edsr\(\) need `num_basis`"),
+        (lambda: srresnet(4, num_basis=2.5), TypeError,
+         r"argument `num_basis` of srresnet\(\). Expected an int. Received num_basis=2.5"),
+        (lambda: edsr(4, res_scale=0), ValueError,
+         r"argument `res_scale` of edsr\(\). Expected a positive number. Received res_scale=0"),
+        (lambda: build("edsr-9"), ValueError,
+         r"argument `preset`. Expected one of .* Received preset='edsr-9'"),
+        (lambda: models.PixelShuffle(0, name="ps"), ValueError,
+         r"argument `scale` of layer 'ps'. Expected a positive int. Received scale=0"),
+    ],
+)
+def test_builder_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_params_script(capsys):
+    from examples.div2k import params
+
+    assert params.main(["--preset", "srresnet-basis-32-32", "--preset", "srresnet"]) == 0
+    out = capsys.readouterr().out
+    assert "26,624" in out and "36.1%" in out and "MISMATCH" not in out
+
+
+@pytest.mark.slow
+def test_params_script_full_size_networks(capsys):
+    from examples.div2k import params
+
+    assert params.main([]) == 0
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and out.count(" ok") == len(models.PRESETS)
+
+
+# ---------------------------------------------------------------------------- data
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def _rand(shape, seed):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_div2k_layout_and_missing_lr(tmp_path):
+    for i in (1, 2):
+        _png(tmp_path / "DIV2K_train_HR" / f"000{i}.png", _rand((24, 36, 3), i))
+        _png(tmp_path / "DIV2K_train_LR_bicubic" / "X3" / f"000{i}x3.png", _rand((8, 12, 3), i))
+    _png(tmp_path / "DIV2K_valid_HR" / "0801.png", _rand((24, 36, 3), 9))
+    pairs = D.div2k_pairs(tmp_path, 3)
+    assert [p.name for p in pairs] == ["0001", "0002"]
+    hr, lr = D.load_pair(pairs[1], 3)
+    np.testing.assert_array_equal(hr, _rand((24, 36, 3), 2))
+    np.testing.assert_array_equal(lr, _rand((8, 12, 3), 2))
+    found, desc = D.discover_train(tmp_path, 3)
+    assert found == pairs and desc.startswith("DIV2K train: 2 images")
+    # no LR folder for x2 or for the validation split: made on the fly
+    (valid,) = D.div2k_pairs(tmp_path, 2, "valid")
+    assert valid.lr is None
+    hr, lr = D.load_pair(valid, 2)
+    np.testing.assert_array_equal(lr, D.downscale(_rand((24, 36, 3), 9), 2))
+    os.remove(tmp_path / "DIV2K_train_LR_bicubic" / "X3" / "0002x3.png")
+    with pytest.raises(FileNotFoundError, match=r"1 LR images are missing in .*X3.*0002x3.png"):
+        D.div2k_pairs(tmp_path, 3)
+    with pytest.raises(ValueError, match=r"argument `split`. Expected 'train' or 'valid'"):
+        D.div2k_pairs(tmp_path, 3, "test")
+
+
+def test_hr_folder_with_lr_on_the_fly(tmp_path):
+    _png(tmp_path / "b.png", _rand((30, 21, 3), 1))
+    Image.fromarray(_rand((16, 16, 3), 2)).save(tmp_path / "a.jpg", quality=95)
+    (tmp_path / "notes.txt").write_text("not an image")
+    pairs = D.folder_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["a", "b"]
+    hr, lr = D.load_pair(pairs[1], 4)
+    assert hr.shape == (28, 20, 3) and lr.shape == (7, 5, 3)  # modcrop to a multiple of 4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"contains no images"):
+        D.folder_pairs(tmp_path / "empty")
+
+
+def test_benchmark_layouts(tmp_path):
+    hr = _rand((36, 45, 3), 3)
+    lr = _rand((12, 15, 3), 4)
+    _png(tmp_path / "a" / "benchmark" / "SetX" / "HR" / "baby.png", hr)
+    _png(tmp_path / "a" / "benchmark" / "SetX" / "LR_bicubic" / "X3" / "babyx3.png", lr)
+    _png(tmp_path / "b" / "SetX" / "X3" / "HR" / "img_001.png", hr)
+    _png(tmp_path / "b" / "SetX" / "X3" / "LR" / "img_001.png", lr)
+    for root, name in ((tmp_path / "a", "baby"), (tmp_path / "a" / "benchmark", "baby"),
+                       (tmp_path / "b", "img_001")):
+        (pair,) = D.benchmark_pairs(root, "SetX", 3)
+        assert pair.name == name
+        got_hr, got_lr = D.load_pair(pair, 3)
+        np.testing.assert_array_equal(got_hr, hr)
+        np.testing.assert_array_equal(got_lr, lr)
+    with pytest.raises(FileNotFoundError, match=r"'SetX' at scale x2 not found .* looked for"):
+        D.benchmark_pairs(tmp_path / "b", "SetX", 2)
+    E.main(["bicubic", "--scale", "3", "--benchmark-dir", str(tmp_path / "b"), "--sets", "SetX",
+            "--output-dir", str(tmp_path / "eval")])
+    (row,) = _rows(tmp_path / "eval" / "eval_summary.csv")
+    sr = D.upscale(lr, 3).astype(float)
+    assert float(row["psnr"]) == pytest.approx(M.psnr(sr, hr.astype(float), 3), abs=1e-4)
+    assert row["set"] == "SetX" and row["protocol"] == "benchmark" and row["n"] == "1"
+
+
+def test_shared_set5_set14_pairs(shared_data):
+    root = shared_data / "sr-benchmarks"
+    pairs = D.benchmark_pairs(root, "Set5", 4)
+    assert [p.name for p in pairs] == [f"img_00{i}" for i in range(1, 6)]
+    for pair in pairs[:2]:
+        hr, lr = D.load_pair(pair, 4)
+        assert hr.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3)
+        # our bicubic vs the files' MATLAB imresize: close, not identical
+        ours = D.downscale(hr, 4).astype(float)
+        assert 45.0 < M.psnr(ours, lr.astype(float), 0, y_only=False) < 70.0
+    # the protocol reproduces the bicubic row of the SR literature (Set5 x4: 28.42 / 0.8104)
+    r = E.evaluate_pairs("bicubic", pairs, 4)
+    assert r["psnr"] == pytest.approx(28.42, abs=0.05) and r["ssim"] == pytest.approx(0.8104,
+                                                                                      abs=0.002)
+    bridge = D.load_pair(D.benchmark_pairs(root, "Set14", 3)[2], 3)[0]   # grey PNG
+    assert bridge.ndim == 3 and bridge.shape[-1] == 3
+    np.testing.assert_array_equal(bridge[..., 0], bridge[..., 2])
+
+
+def test_bicubic_is_tf_antialiased_bicubic_and_keeps_constants():
+    import tensorflow as tf
+
+    img = _rand((40, 36, 3), 5)
+    ours = D.downscale(img, 4).astype(int)
+    ref = np.clip(np.round(tf.image.resize(img.astype("float32"), (10, 9), "bicubic",
+                                           antialias=True).numpy()), 0, 255)
+    assert np.abs(ours - ref).max() <= 1
+    flat = np.full((12, 12, 3), 77, np.uint8)
+    np.testing.assert_array_equal(D.downscale(flat, 3), 77)
+    np.testing.assert_array_equal(D.upscale(flat[:4, :4], 3), 77)
+
+
+def test_patch_sampler_alignment_flips_and_transpose():
+    s, p = 2, 5
+    rng = np.random.default_rng(0)
+    images = []
+    for shape in ((16, 22), (20, 14)):
+        hr = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+        lr = hr.reshape(shape[0] // s, s, shape[1] // s, s, 3).mean(axis=(1, 3))  # box mean
+        images.append((hr, lr))
+    sampler = D.PatchSampler(images, s, p, batch_size=64, seed=1)
+    lr, hr = sampler.batch()
+    assert lr.shape == (64, p, p, 3) and hr.shape == (64, p * s, p * s, 3)
+    np.testing.assert_allclose(hr.reshape(64, p, s, p, s, 3).mean(axis=(2, 4)), lr, atol=1e-4)
+    # the 8 symmetries all occur: look at where each patch's HR top-left came from
+    corners = {tuple(np.round(x[0, 0]).astype(int)) for x in hr}
+    assert len(corners) > 16
+    with pytest.raises(ValueError, match=r"every LR image is smaller than patch_size=12"):
+        D.PatchSampler(images, s, 12, 4)
+
+
+def test_patch_sampler_dataset_shapes():
+    images = [(_rand((32, 32, 3), 0), _rand((8, 8, 3), 1))]
+    ds = D.PatchSampler(images, 4, 6, 3).dataset()
+    lr, hr = next(iter(ds))
+    assert tuple(lr.shape) == (3, 6, 6, 3) and tuple(hr.shape) == (3, 24, 24, 3)
+
+
+# ------------------------------------------------------------------------- evaluate
+def test_evaluate_pairs_values_and_csv(tmp_path):
+    pairs, truth = [], {}
+    for i in range(2):
+        hr = np.full((40, 44, 3), 60.0 + 10 * i)
+        lr = D.downscale(hr.astype(np.uint8), 2)
+        pairs.append(D.SRPair(f"im{i}", hr.astype(np.uint8), lr))
+        truth[lr.tobytes()] = hr
+
+    def offset_model(lr):   # the ground truth + 2 in every channel
+        return truth[lr.tobytes()] + 2.0
+
+    r = E.evaluate_pairs(offset_model, pairs, 2, "benchmark", tmp_path / "set.csv")
+    expected = 20 * np.log10(255 / (2 * (65.738 + 129.057 + 25.064) / 256))
+    assert r["n"] == 2 and r["psnr"] == pytest.approx(expected, abs=1e-9)
+    rows = list(csv.reader(open(tmp_path / "set.csv")))
+    assert rows[0] == ["image", "psnr", "ssim"] and [x[0] for x in rows[1:]] == ["im0", "im1"]
+    assert float(rows[1][1]) == pytest.approx(expected, abs=1e-4)
+    b = E.evaluate_pairs("bicubic", pairs, 2)   # flat images: bicubic is exact
+    assert b["psnr"] == float("inf")
+    with pytest.raises(ValueError, match=r"argument `model`. Expected a model, a callable or "
+                                         r"'bicubic'. Received model='nearest'"):
+        E.evaluate_pairs("nearest", pairs, 2)
+
+
+# ---------------------------------------------------------------------------- train
+def _train(argv, capsys):
+    from examples.div2k import train
+
+    assert train.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_train_smoke_outputs_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--smoke", "--model", "edsr-8-128", "--blocks", "1", "--channels", "8",
+            "--output-dir", str(out), "--tflite-size", "12"]
+    log = _train(argv + ["--epochs", "1"], capsys)
+    assert "NO --data-dir GIVEN: training on photographs bundled with scikit-image" in log
+    for name in ("args.json", "metrics.csv", "checkpoint.keras", "checkpoint.json",
+                 "model.keras", "summary.json", "eval_summary.csv", "skimage-chelsea_x4.csv"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "args.json").read_text())["epochs"] == 1
+    assert [r["epoch"] for r in _rows(out / "metrics.csv")] == ["1"]
+    # interrupted after epoch 1 = a rerun with more epochs continues from the checkpoint
+    log = _train(argv + ["--epochs", "3"], capsys)
+    assert "after epoch 1" in log and "Epoch 2/3" in log and "Epoch 1/3" not in log
+    assert [r["epoch"] for r in _rows(out / "metrics.csv")] == ["1", "2", "3"]
+    ckpt = keras.models.load_model(out / "checkpoint.keras")
+    assert int(ckpt.optimizer.iterations.numpy()) == 3 * 2   # the optimizer state resumed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["block_weights"] == [2 * 8 * 8 * 9]
+    (ev,) = summary["eval"]
+    assert ev["set"] == "skimage-chelsea" and np.isfinite(ev["psnr"])
+    final = keras.models.load_model(out / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 12, 12, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(final(x))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(out / "model.tflite"))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    got = interp.get_tensor(interp.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-2)
+
+
+def test_from_pretrained_compress_full_rank_is_exact(tmp_path, capsys):
+    base = edsr_8_128(4, num_blocks=2, channels=8)
+    randomise(base, seed=3)
+    base.save(tmp_path / "base.keras")
+    out = tmp_path / "basis"
+    # shared by the 2 convs of a block, m = 16 = rank bound min(p*9, 2*n*s): the SVD start
+    # reproduces the baseline exactly
+    _train(["--smoke", "--model", "edsr-8-128-basis-128-27", "--blocks", "2", "--channels", "8",
+            "--num-basis", "16", "--basis-depth", "8", "--share-basis", "--no-tflite",
+            "--from-pretrained", str(tmp_path / "base.keras"), "--epochs", "0",
+            "--output-dir", str(out)], capsys)
+    small = keras.models.load_model(out / "model.keras", compile=False)
+    assert models.block_weight_counts(small) == [16 * 8 * 9 + 2 * 16 * 8] * 2
+    assert len([la for la in small.layers if isinstance(la, keras_basis.BasisConv2D)]) == 2
+    x = np.random.default_rng(0).uniform(0, 255, (1, 9, 7, 3)).astype("float32")
+    np.testing.assert_allclose(small(x), base(x), rtol=1e-3, atol=0.05)
+    # Factor: fresh body, every other layer copied from the baseline
+    out = tmp_path / "factor"
+    log = _train(["--smoke", "--model", "edsr-8-128-factor-sic2", "--blocks", "2", "--channels",
+                  "8", "--no-tflite", "--from-pretrained", str(tmp_path / "base.keras"),
+                  "--epochs", "0", "--output-dir", str(out)], capsys)
+    assert "copied the weights of 5 layers" in log
+    factor = keras.models.load_model(out / "model.keras", compile=False)
+    for name in ("head_conv", "body_conv", "up1_conv", "up2_conv", "tail_conv"):
+        for a, b in zip(factor.get_layer(name).get_weights(), base.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_train_on_div2k_layout_with_validation_split(tmp_path, capsys):
+    root = tmp_path / "DIV2K"
+    for i, split in ((1, "train"), (2, "train"), (801, "valid")):
+        _png(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", _rand((64, 60, 3), i))
+    out = tmp_path / "run"
+    log = _train(["--smoke", "--model", "srresnet", "--blocks", "1", "--channels", "8",
+                  "--scale", "2", "--data-dir", str(root), "--div2k-valid", "--no-tflite",
+                  "--epochs", "1", "--output-dir", str(out)], capsys)
+    assert "DIV2K train (LR made on the fly): 2 images" in log
+    (row,) = _rows(out / "eval_summary.csv")
+    assert row["set"] == "DIV2K" and row["protocol"] == "div2k"
+    assert [r["val_set"] for r in _rows(out / "metrics.csv")] == ["DIV2K"]
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    cmd = [sys.executable, "-m", "examples.div2k.train", "--smoke", "--strategy", "mirrored",
+           "--cpu-devices", "2", "--model", "srresnet-basis-32-32", "--blocks", "1",
+           "--channels", "8", "--num-basis", "2", "--basis-depth", "4", "--epochs", "1",
+           "--val-every", "0", "--no-tflite", "--output-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "strategy: mirrored (2 replica(s))" in proc.stdout
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "checkpoint.keras").exists()
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_single_worker_cluster(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker",
+                                                                        "index": 0}}
+    cmd = [sys.executable, "-m", "examples.div2k.train", "--smoke", "--strategy", "multi-worker",
+           "--model", "edsr-8-128", "--blocks", "1", "--channels", "8", "--epochs", "1",
+           "--val-every", "0", "--no-tflite", "--output-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_CONFIG": json.dumps(tf_config)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "strategy: multi-worker (1 replica(s))" in proc.stdout
+    assert (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_cpu_experiment_quick(tmp_path, shared_data):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.div2k.cpu_experiment", "--quick", "--output-dir",
+         str(tmp_path), "--data-dir", str(shared_data / "sr-train"), "--benchmark-dir",
+         str(shared_data / "sr-benchmarks")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("\n") == 2 + 1 + 1 + 2 * 3 + 2
+    assert (tmp_path / "crop_x4.png").stat().st_size > 10_000
