@@ -1,8 +1,30 @@
 """keras-basis: compress Keras 3 CNNs by learning filter bases (Li et al., ICCV 2019)."""
 
 from keras_basis import maths
+from keras_basis.export import export_tflite
 from keras_basis.layers import BasisConv2D
+from keras_basis.transform import (
+    BasisPair,
+    basis_clone_function,
+    basis_pairs,
+    compress,
+    decompress,
+    report,
+    strip,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["BasisConv2D", "maths", "__version__"]
+__all__ = [
+    "BasisConv2D",
+    "BasisPair",
+    "basis_clone_function",
+    "basis_pairs",
+    "compress",
+    "decompress",
+    "export_tflite",
+    "maths",
+    "report",
+    "strip",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Private implementation of keras_basis.transform (compress, decompress, report)."""
