@@ -1,0 +1,519 @@
+"""Run, verify, inspect and time ``.tflite`` files (LiteRT).
+
+Helpers around ``ai_edge_litert`` (imported lazily; install with
+``pip install keras-basis[tflite]``):
+
+- ``run_tflite``: run a file on inputs (int8 files are fed and read in float).
+- ``compare_with_keras``: the file's outputs against the Keras model's.
+- ``tflite_ops`` / ``op_histogram``: the ops of a file with the dtype of every
+  input and output tensor (builtin or custom, constant or not).
+- ``benchmark_tflite``: batch latency, median and p90 after warm-up, by thread
+  count, XNNPACK on or off.
+- ``fold_plan``: per basis pair of a model, its latency against its dense
+  form (fold-back) as one-layer TFLite models, and whether to fold it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+import numpy as np
+
+__all__ = [
+    "benchmark_tflite",
+    "compare_with_keras",
+    "fold_plan",
+    "op_histogram",
+    "run_tflite",
+    "tflite_ops",
+]
+
+_INSTALL_HINT = (
+    "keras_basis.tflite needs the LiteRT runtime `ai_edge_litert`. "
+    "Install it with `pip install keras-basis[tflite]` (or `pip install ai-edge-litert`)."
+)
+
+
+def _litert():
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    return interpreter
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    return schema_py_generated
+
+
+def _content(model_file):
+    """Bytes of a .tflite given as a path or as bytes."""
+    if isinstance(model_file, (bytes, bytearray)):
+        return bytes(model_file)
+    if isinstance(model_file, (str, os.PathLike)):
+        if not os.path.isfile(model_file):
+            raise ValueError(
+                "Invalid value for argument `model_file`. Expected an existing .tflite "
+                f"file. Received model_file='{os.fspath(model_file)}'."
+            )
+        with open(model_file, "rb") as f:
+            return f.read()
+    raise TypeError(
+        "Invalid type for argument `model_file`. Expected a path or bytes. "
+        f"Received model_file of type {type(model_file).__name__}."
+    )
+
+
+def _interpreter(model_file, threads=None, xnnpack=True):
+    lite = _litert()
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `threads`. Expected a positive int or None. "
+            f"Received threads={threads!r}."
+        )
+    resolver = (
+        lite.OpResolverType.AUTO
+        if xnnpack
+        else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    return lite.Interpreter(
+        model_content=_content(model_file),
+        num_threads=threads,
+        experimental_op_resolver_type=resolver,
+    )
+
+
+# ----------------------------------------------------------------- inspection
+def _enum_names(cls):
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_")}
+
+
+def tflite_ops(model_file):
+    """The operators of a ``.tflite`` file, in execution order (subgraph 0).
+
+    Args:
+        model_file: path of a ``.tflite`` file, or its bytes.
+
+    Returns:
+        A list of dicts, one per operator: ``op`` (builtin name such as
+        ``"CONV_2D"``, or the custom code, e.g. ``"FlexConv2D"``), ``builtin``
+        (bool), ``inputs`` and ``outputs`` (lists of dicts with ``name``,
+        ``dtype`` (``"FLOAT32"``, ``"INT8"``, ...), ``shape``, ``constant``
+        (whether the tensor's data is stored in the file), ``buffer`` (index of
+        that data; tensors that share a buffer share the bytes, e.g. a basis
+        used by several convolutions) and ``bytes`` (its size)).
+
+    Example:
+
+    >>> [op["op"] for op in tflite_ops("/tmp/m.tflite")][:2]
+    ['RESHAPE', 'TRANSPOSE']
+    """
+    sch = _schema()
+    model = sch.Model.GetRootAs(_content(model_file), 0)
+    op_names = _enum_names(sch.BuiltinOperator)
+    type_names = _enum_names(sch.TensorType)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        if code == sch.BuiltinOperator.CUSTOM:
+            custom = oc.CustomCode()
+            codes.append(((custom or b"CUSTOM").decode(), False))
+        else:
+            codes.append((op_names.get(code, f"BUILTIN_{code}"), True))
+    graph = model.Subgraphs(0)
+
+    def tensor(index):
+        t = graph.Tensors(index)
+        buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        constant = buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
+        return {
+            "name": t.Name().decode(),
+            "dtype": type_names.get(t.Type(), str(t.Type())),
+            "shape": tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else (),
+            "constant": bool(constant),
+            "buffer": int(t.Buffer()) if constant else None,
+            "bytes": int(buf.DataLength() or buf.Size()) if constant else 0,
+        }
+
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        name, builtin = codes[op.OpcodeIndex()]
+        ops.append(
+            {
+                "op": name,
+                "builtin": builtin,
+                "inputs": [tensor(j) for j in op.InputsAsNumpy() if j >= 0]
+                if op.InputsLength()
+                else [],
+                "outputs": [tensor(j) for j in op.OutputsAsNumpy() if j >= 0]
+                if op.OutputsLength()
+                else [],
+            }
+        )
+    return ops
+
+
+def op_histogram(model_file):
+    """Count of each operator of a ``.tflite`` file.
+
+    Args:
+        model_file: path of a ``.tflite`` file, or its bytes.
+
+    Returns:
+        ``dict`` op name -> count, most frequent first.
+
+    Example:
+
+    >>> op_histogram("/tmp/m.tflite")
+    {'CONV_2D': 57, 'ADD': 27, ...}
+    """
+    counts = collections.Counter(op["op"] for op in tflite_ops(model_file))
+    return dict(counts.most_common())
+
+
+# ------------------------------------------------------------------- running
+def _as_list(inputs):
+    if isinstance(inputs, (list, tuple)):
+        return [np.asarray(a) for a in inputs]
+    return [np.asarray(inputs)]
+
+
+def _quantize_input(array, detail):
+    if detail["dtype"] in (np.int8, np.uint8) and not np.issubdtype(array.dtype, np.integer):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        q = np.round(array / scale) + zero
+        return np.clip(q, info.min, info.max).astype(detail["dtype"])
+    return array.astype(detail["dtype"])
+
+
+def _dequantize_output(array, detail):
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero = detail["quantization"]
+        return (array.astype(np.float32) - zero) * scale
+    return array
+
+
+def run_tflite(model_file, inputs, *, threads=None, xnnpack=True, dequantize=True):
+    """Run a ``.tflite`` file on a batch of inputs.
+
+    A file with a static batch of 1 is run sample by sample; a dynamic batch
+    is resized to the inputs. Float inputs to an int8 file are quantized with
+    the file's input scale and zero point; int8 outputs are dequantized
+    unless ``dequantize=False``.
+
+    Args:
+        model_file: path of a ``.tflite`` file, or its bytes.
+        inputs: an array ``(N, ...)`` (a list of arrays for several inputs).
+        threads: interpreter threads (default: the runtime's choice).
+        xnnpack: apply the default XNNPACK delegate (default True).
+        dequantize: return int8 outputs as float32 (default True).
+
+    Returns:
+        The output array ``(N, ...)``, or a list of arrays for several outputs.
+
+    Example:
+
+    >>> y = run_tflite("/tmp/m.tflite", x_test[:8])
+    """
+    interp = _interpreter(model_file, threads, xnnpack)
+    in_details = interp.get_input_details()
+    arrays = _as_list(inputs)
+    if len(arrays) != len(in_details):
+        raise ValueError(
+            f"Invalid value for argument `inputs`. Expected {len(in_details)} input "
+            f"array(s) for this file. Received {len(arrays)}."
+        )
+    n = len(arrays[0])
+    for a, d in zip(arrays, in_details):
+        if tuple(a.shape[1:]) != tuple(d["shape"][1:]) or len(a) != n:
+            raise ValueError(
+                "Invalid value for argument `inputs`. Expected arrays of shape "
+                f"(N, {', '.join(str(v) for v in d['shape'][1:])}) with one N. "
+                f"Received shape {a.shape}."
+            )
+    dynamic = any(d["shape_signature"][0] == -1 for d in in_details)
+    chunk = n if dynamic else int(in_details[0]["shape"][0])
+    if dynamic:
+        for d in in_details:
+            interp.resize_tensor_input(d["index"], [n] + list(d["shape"][1:]))
+    if n % chunk:
+        raise ValueError(
+            f"Invalid value for argument `inputs`: the file has a static batch of "
+            f"{chunk}; expected N a multiple of it. Received N={n}."
+        )
+    interp.allocate_tensors()
+    out_details = interp.get_output_details()
+    results = [[] for _ in out_details]
+    for start in range(0, n, chunk):
+        for a, d in zip(arrays, in_details):
+            interp.set_tensor(d["index"], _quantize_input(a[start : start + chunk], d))
+        interp.invoke()
+        for r, d in zip(results, out_details):
+            out = interp.get_tensor(d["index"])
+            r.append(_dequantize_output(out, d) if dequantize else out.copy())
+    results = [np.concatenate(r) for r in results]
+    return results[0] if len(results) == 1 else results
+
+
+def compare_with_keras(model, model_file, inputs, *, threads=None):
+    """Outputs of a ``.tflite`` file against the Keras model on the same inputs.
+
+    Args:
+        model: the ``keras.Model`` the file was exported from.
+        model_file: path of the ``.tflite`` file, or its bytes.
+        inputs: an array ``(N, ...)`` (a list for several inputs).
+        threads: interpreter threads.
+
+    Returns:
+        dict with ``max_abs_error``, ``max_rel_error`` (max abs error divided
+        by the largest absolute Keras output, per output, worst output),
+        ``mean_abs_error`` and, for a classifier-shaped output ``(N, k)``,
+        ``top1_agreement`` (fraction of samples with the same argmax).
+
+    Example:
+
+    >>> compare_with_keras(model, "/tmp/m.tflite", x_test[:16])["max_rel_error"]
+    3.1e-07
+    """
+    arrays = _as_list(inputs)
+    keras_out = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    keras_out = [np.asarray(o) for o in (keras_out if isinstance(keras_out, (list, tuple))
+                                         else [keras_out])]
+    lite_out = run_tflite(model_file, arrays if len(arrays) > 1 else arrays[0],
+                          threads=threads)
+    lite_out = lite_out if isinstance(lite_out, list) else [lite_out]
+    if len(lite_out) != len(keras_out):
+        raise ValueError(
+            f"The file has {len(lite_out)} output(s) and the model {len(keras_out)}; "
+            "expected the file exported from this model."
+        )
+    abs_err, rel_err, mean_err, top1 = 0.0, 0.0, 0.0, None
+    for k, t in zip(keras_out, lite_out):
+        t = t.reshape(k.shape)
+        diff = np.abs(k.astype(np.float64) - t.astype(np.float64))
+        abs_err = max(abs_err, float(diff.max()))
+        rel_err = max(rel_err, float(diff.max() / max(np.abs(k).max(), 1e-12)))
+        mean_err = max(mean_err, float(diff.mean()))
+        if k.ndim == 2 and k.shape[1] > 1 and top1 is None:
+            top1 = float(np.mean(k.argmax(1) == t.argmax(1)))
+    result = {"max_abs_error": abs_err, "max_rel_error": rel_err, "mean_abs_error": mean_err}
+    if top1 is not None:
+        result["top1_agreement"] = top1
+    return result
+
+
+def benchmark_tflite(model_file, *, threads=1, xnnpack=True, runs=50, warmup=5, inputs=None):
+    """Latency of one inference of a ``.tflite`` file (its own batch size).
+
+    Args:
+        model_file: path of a ``.tflite`` file, or its bytes.
+        threads: interpreter threads (default 1).
+        xnnpack: apply the default XNNPACK delegate (``False`` uses the builtin
+            kernels only, ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
+        runs: timed invocations (median and p90 over them).
+        warmup: untimed invocations first.
+        inputs: optional list of input arrays (default random data of each
+            input's shape and dtype).
+
+    Returns:
+        dict with ``median_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``, ``runs``,
+        ``threads``, ``xnnpack``, ``size_bytes`` and ``times_ms`` (every run).
+
+    Example:
+
+    >>> benchmark_tflite("/tmp/m.tflite", threads=2)["median_ms"]
+    4.21
+    """
+    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected an int >= {low}. "
+                f"Received {name}={value!r}."
+            )
+    content = _content(model_file)
+    interp = _interpreter(content, threads, xnnpack)
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    rng = np.random.default_rng(0)
+    if inputs is None:
+        inputs = []
+        for d in details:
+            if np.issubdtype(d["dtype"], np.integer):
+                info = np.iinfo(d["dtype"])
+                inputs.append(rng.integers(info.min, info.max, d["shape"], d["dtype"]))
+            else:
+                inputs.append(rng.standard_normal(d["shape"]).astype(d["dtype"]))
+    for a, d in zip(_as_list(inputs), details):
+        interp.set_tensor(d["index"], a)
+    for _ in range(warmup):
+        interp.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        interp.invoke()
+        times[i] = time.perf_counter() - t0
+    times *= 1e3
+    return {
+        "median_ms": float(np.median(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "mean_ms": float(times.mean()),
+        "min_ms": float(times.min()),
+        "runs": runs,
+        "threads": threads,
+        "xnnpack": bool(xnnpack),
+        "size_bytes": len(content),
+        "times_ms": times.tolist(),
+    }
+
+
+# ------------------------------------------------------------ fold decisions
+def _basis_pairs(model):
+    from keras_basis.transform import basis_pairs
+
+    return basis_pairs(model)
+
+
+def _static_pair_shapes(model, pairs, input_shapes):
+    """Input shapes of the basis calls for a static model input shape.
+
+    Symbolic propagation (``compute_output_spec``) through a probe model that
+    ends at the basis inputs: no computation, no new nodes on the caller's
+    layers.
+    """
+    import keras
+
+    tensors, names = [], []
+    for pair in pairs:
+        if pair.owner is not model:
+            raise ValueError(
+                f"Cannot infer the input shape of basis pair '{pair.name}' inside the "
+                f"nested model '{pair.owner.name}'. Expected a model whose basis pairs "
+                "are its own layers, or a nested model with a static input shape."
+            )
+        coef_input = next(
+            node.input_tensors[0]
+            for node in pair.coef_layer._inbound_nodes
+            if node.input_tensors
+            and node.input_tensors[0]._keras_history.operation is pair.basis_layer
+        )
+        history = coef_input._keras_history
+        basis_node = pair.basis_layer._inbound_nodes[history.node_index]
+        tensors.append(basis_node.input_tensors[0])
+        names.append(pair.name)
+    probe = keras.Model(model.inputs, tensors)
+    specs = [keras.KerasTensor(shape) for shape in input_shapes]
+    out = probe.compute_output_spec(specs[0] if len(specs) == 1 else specs)
+    out = out if isinstance(out, (list, tuple)) else [out]
+    return {name: tuple(spec.shape) for name, spec in zip(names, out)}
+
+
+def _pair_models(pair, batch_shape):
+    """One-layer Keras models: a basis pair and the dense conv it equals."""
+    import keras
+
+    from keras_basis.layers import BasisConv2D
+
+    basis, coef = pair.basis_layer, pair.coef_layer
+    geometry = {
+        "strides": pair.strides,
+        "padding": pair.padding,
+        "dilation_rate": pair.dilation_rate,
+    }
+    x = keras.Input(batch_shape=batch_shape)
+    y = BasisConv2D(
+        pair.m, pair.kernel_size, depth=basis.depth, use_bias=basis.use_bias, **geometry
+    )(x)
+    y = keras.layers.Conv2D(pair.n, 1, use_bias=coef.use_bias)(y)
+    dense = keras.layers.Conv2D(pair.n, pair.kernel_size, use_bias=coef.use_bias, **geometry)
+    return keras.Model(x, y), keras.Model(x, dense(x))
+
+
+def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, warmup=3):
+    """Time every basis pair against its dense form; say which to fold back.
+
+    Each pair (basis conv + 1x1 coefficients) and the dense ``Conv2D`` it
+    equals are converted to one-layer TFLite models at the pair's input
+    shape, batch 1, in the export's ``quantize`` mode (int8 calibrated on
+    random data: the timing does not depend on the values), and timed with
+    ``benchmark_tflite``. Pairs of identical geometry are timed once. This is
+    also a per-layer profile of a basis model.
+
+    Args:
+        model: a ``keras.Model`` with basis pairs (``keras_basis.basis_pairs``).
+        quantize: as in ``export_tflite``.
+        threads: interpreter threads for the timing.
+        input_shape: model input shape without batch, when it has unknown
+            spatial dims (a list for several inputs).
+        runs, warmup: as in ``benchmark_tflite``.
+
+    Returns:
+        list of dicts, one per pair in graph order: ``coefficients`` (the 1x1
+        conv's name, what ``decompress(layers=...)`` takes), ``basis``,
+        ``input_shape``, ``basis_ms``, ``dense_ms``, ``basis_macs``,
+        ``dense_macs`` (per image) and ``fold`` (True where dense is faster).
+
+    Example:
+
+    >>> [r["coefficients"] for r in fold_plan(model) if r["fold"]]
+    ['stage1_block1_coef']
+    """
+    from keras_basis import maths
+    from keras_basis.export import _check_model, _convert, _input_shapes
+
+    _check_model(model)
+    pairs = _basis_pairs(model)
+    shapes = {pair.name: tuple(pair.input_shape) for pair in pairs}
+    if any(None in shape[1:] for shape in shapes.values()):
+        shapes.update(_static_pair_shapes(model, pairs, _input_shapes(model, input_shape, 1)))
+    rng = np.random.default_rng(0)
+    cache, plan = {}, []
+    for pair in pairs:
+        batch_shape = (1,) + tuple(int(v) for v in shapes[pair.name][1:])
+        kh, kw = pair.kernel_size
+        key = (
+            batch_shape, pair.n, pair.kernel_size, pair.s, pair.p, pair.m, pair.strides,
+            pair.padding, pair.dilation_rate, pair.basis_layer.depth,
+            pair.basis_layer.use_bias, pair.coef_layer.use_bias,
+        )
+        if key not in cache:
+            pair_model, dense_model = _pair_models(pair, batch_shape)
+            data = rng.standard_normal((8,) + batch_shape[1:]).astype(np.float32)
+            timing = []
+            for m in (pair_model, dense_model):
+                content = _convert(m, [batch_shape], quantize, data, False, 8)
+                timing.append(
+                    benchmark_tflite(content, threads=threads, runs=runs, warmup=warmup)[
+                        "median_ms"
+                    ]
+                )
+            out_h, out_w = (int(v) for v in pair_model.output_shape[1:3])
+            macs = (
+                maths.basis_macs(pair.c, pair.n, kh, kw, pair.s, pair.m, out_h, out_w),
+                maths.conv_macs(pair.c, pair.n, kh, kw, out_h, out_w),
+            )
+            cache[key] = (timing[0], timing[1]) + macs
+        basis_ms, dense_ms, basis_macs, dense_macs = cache[key]
+        plan.append(
+            {
+                "coefficients": pair.name,
+                "basis": pair.basis_layer.name,
+                "input_shape": batch_shape,
+                "basis_ms": basis_ms,
+                "dense_ms": dense_ms,
+                "basis_macs": int(basis_macs),
+                "dense_macs": int(dense_macs),
+                "fold": dense_ms < basis_ms,
+            }
+        )
+    return plan
