@@ -171,9 +171,12 @@ def _calibration_samples(data, shapes, steps):
 
 
 # ------------------------------------------------------------------ conversion
-def _convert(model, shapes, quantize, representative_dataset, int8_io, steps):
+def _convert(model, shapes, quantize, representative_dataset, int8_io, steps,
+             sliced_bases="pad"):
     """Convert ``model`` traced at ``shapes`` to TFLite flatbuffer bytes."""
     import tensorflow as tf
+
+    from keras_basis.layers import sliced_basis_mode
 
     samples = None
     if quantize == "int8":  # validate the data before any heavy work
@@ -189,7 +192,8 @@ def _convert(model, shapes, quantize, representative_dataset, int8_io, steps):
         fn = tf.function(lambda x: model(x, training=False))
     else:
         fn = tf.function(lambda *xs: model(list(xs), training=False))
-    concrete = fn.get_concrete_function(*specs)
+    with sliced_basis_mode("pad" if sliced_bases == "pad" else "slice"):
+        concrete = fn.get_concrete_function(*specs)
     with _quiet_absl():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         return _configure_and_convert(converter, model.name, quantize, samples, int8_io)
@@ -291,8 +295,9 @@ def _warn_sliced_sharing(model):
         warnings.warn(
             f"Model '{model.name}' uses sliced bases (a layer with fewer input channels "
             f"than the basis depth uses its first channels): {detail}. TFLite convolution "
-            "weights are constants, so every distinct slice is stored as its own copy and "
-            "the file is larger than the parameter count suggests.",
+            "weights are constants, so with sliced_bases='copy' every distinct slice is "
+            "stored as its own copy and the file is larger than the parameter count "
+            "suggests; sliced_bases='pad' stores each basis once.",
             stacklevel=3,
         )
 
@@ -353,6 +358,7 @@ def export_tflite(
     calibration_steps=200,
     fold_threads=1,
     prelu_to_leaky_relu=True,
+    sliced_bases="pad",
 ):
     """Convert a Keras model (basis layers included) to a ``.tflite`` file.
 
@@ -396,6 +402,13 @@ def export_tflite(
             (``shared_axes`` covering all axes, as in SRResNet) as the equal
             ``LeakyReLU`` (default True): int8 PRELU has no fast kernel in
             TFLite/XNNPACK and dominated SRResNet's int8 latency.
+        sliced_bases: how a layer that uses only the first channels of a
+            deeper shared basis (network-wide sharing, as the paper's
+            DenseNet) is exported. ``"pad"`` (default) zero-pads its input to
+            the basis depth, so the file stores the basis once (more MACs for
+            the narrow layers); ``"copy"`` convolves with the slice, which
+            TFLite stores as one more constant per distinct slice (fewer MACs,
+            larger file; a warning says how many).
 
     Returns:
         ``pathlib.Path`` of the written file.
@@ -436,11 +449,18 @@ def export_tflite(
     model = _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads)
     if prelu_to_leaky_relu:
         model = _prelu_as_leaky_relu(model)
-    _warn_sliced_sharing(model)
+    if sliced_bases not in ("pad", "copy"):
+        raise ValueError(
+            "Invalid value for argument `sliced_bases`. Expected 'pad' or 'copy'. "
+            f"Received sliced_bases={sliced_bases!r}."
+        )
+    if sliced_bases == "copy":
+        _warn_sliced_sharing(model)
     if batch_size is None:
         shapes = [(None,) + s[1:] for s in shapes]
     content = _convert(
-        model, shapes, quantize, representative_dataset, int8_io, calibration_steps
+        model, shapes, quantize, representative_dataset, int8_io, calibration_steps,
+        sliced_bases,
     )
     _write_atomic(path, content)
     return path

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
 
 __all__ = ["BasisConv2D"]
+
+_MODE = threading.local()
+
+
+@contextlib.contextmanager
+def sliced_basis_mode(mode):
+    """How a call with fewer input channels than the basis depth is traced.
+
+    ``"slice"`` (the default) convolves with ``basis[:, :, :c, :]``;
+    ``"pad"`` zero-pads the input to the basis depth and convolves with the
+    whole basis (the same result; used at TFLite export so that the converter
+    keeps one constant per basis instead of one per slice).
+    """
+    if mode not in ("slice", "pad"):
+        raise ValueError(f"Expected mode 'slice' or 'pad'. Received mode={mode!r}.")
+    previous = getattr(_MODE, "value", "slice")
+    _MODE.value = mode
+    try:
+        yield
+    finally:
+        _MODE.value = previous
 
 
 def _check_positive_int(name, value, layer_name):
@@ -245,8 +269,13 @@ class BasisConv2D(keras.layers.Layer):
         strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
         c = inputs.shape[-1]
         s, p = self._splits_for(int(c))
-        basis = self.basis if p == self.depth else self.basis[:, :, :p, :]
         x = inputs
+        basis = self.basis
+        if p < self.depth:
+            if getattr(_MODE, "value", "slice") == "pad":
+                x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.depth - p]])
+            else:
+                basis = self.basis[:, :, :p, :]
         if s > 1:
             shape = ops.shape(inputs)
             h, w = shape[1], shape[2]

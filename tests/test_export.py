@@ -70,8 +70,7 @@ def _builtin_only(path):
 # ----------------------------------------------------------------- float32
 def test_float32_matches_keras_and_is_builtin(model_and_data, tmp_path):
     model, x, _ = model_and_data
-    with pytest.warns(UserWarning, match=r"sliced bases.*'stem_basis' \(1 slices\).*own copy"):
-        path = export_tflite(model, tmp_path / "m.tflite")
+    path = export_tflite(model, tmp_path / "m.tflite")
     assert path == tmp_path / "m.tflite" and path.is_file()
     err = kt.compare_with_keras(model, path, x)
     assert err["max_rel_error"] < 1e-4, err
@@ -319,6 +318,43 @@ def test_file_size_tracks_parameter_count(tmp_path, quantize):
         size_ratio = sizes[name] / sizes["dense"]
         assert abs(size_ratio / param_ratio - 1) < tolerance, (name, size_ratio, param_ratio)
     assert sizes["dense"] == pytest.approx(bytes_per_weight * dense.count_params(), rel=0.02)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_sliced_shared_basis_is_stored_once(tmp_path, quantize):
+    """Network-wide sharing with slicing (DenseNet style): layers with 16, 24, 32 and
+    40 input channels use the first channels of one depth-40 basis. The default
+    export zero-pads their inputs, so the basis is one constant in the file; with
+    sliced_bases='copy' every slice is a constant of its own (and a warning says so)."""
+    keras.utils.set_random_seed(3)
+    x = keras.Input((8, 8, 16))
+    basis = BasisConv2D(12, 3, depth=40, padding="same", name="network_basis")
+    y = x
+    for i in range(4):
+        z = keras.layers.Conv2D(8, 1, name=f"coef{i}")(basis(y))
+        y = keras.layers.Concatenate()([y, z])  # 16 -> 24 -> 32 -> 40 -> 48 channels
+    model = keras.Model(x, y)
+    data = _inputs(8, 8, 16)
+    kw = dict(quantize=quantize, representative_dataset=data if quantize else None)
+    pad = export_tflite(model, tmp_path / "pad.tflite", **kw)
+    convs = [op for op in kt.tflite_ops(pad) if op["op"] == "CONV_2D"]
+    kernels = {op["inputs"][1]["buffer"]: op["inputs"][1]["bytes"] for op in convs}
+    bytes_per_weight = 1 if quantize else 4
+    assert len(convs) == 8 and len(kernels) == 5  # one basis + four coefficient kernels
+    assert sum(kernels.values()) == bytes_per_weight * _kernel_params(model)
+    if quantize is None:
+        assert kt.compare_with_keras(model, pad, data)["max_rel_error"] < 1e-4
+    else:
+        err = np.abs(kt.run_tflite(pad, data) - keras.ops.convert_to_numpy(model(data)))
+        assert err.max() < 0.1 * np.abs(keras.ops.convert_to_numpy(model(data))).max()
+    with pytest.warns(UserWarning, match=r"'network_basis' \(3 slices\).*sliced_bases='pad'"):
+        copy = export_tflite(model, tmp_path / "copy.tflite", sliced_bases="copy", **kw)
+    convs = [op for op in kt.tflite_ops(copy) if op["op"] == "CONV_2D"]
+    assert len({op["inputs"][1]["buffer"] for op in convs}) == 8  # 4 basis copies
+    assert os.path.getsize(copy) > os.path.getsize(pad)
+    with pytest.raises(ValueError, match=r"`sliced_bases`.*'pad' or 'copy'.*'share'"):
+        export_tflite(model, tmp_path / "bad.tflite", sliced_bases="share")
+    assert not (tmp_path / "bad.tflite").exists()
 
 
 def test_scalar_prelu_exported_as_leaky_relu(tmp_path):
