@@ -3,7 +3,7 @@
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    "tflite": ["ai-edge-litert>=1.2"],
+    "tflite": ["ai-edge-litert>=1.2", "pillow>=9"],
     "tfmot": ["tensorflow-model-optimization>=0.8", "tf_keras>=2.16"],
     "demo": ["ai-edge-litert>=1.2", "scikit-learn>=1.3", "matplotlib>=3.7", "tqdm>=4.60"],
     "examples": [
