@@ -66,6 +66,50 @@ def _pair(name, value, layer_name):
     return tuple(value)
 
 
+def _check_padding(padding, layer_name):
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(
+            f"Invalid value for argument `padding` of layer '{layer_name}'. Expected "
+            f"'valid' or 'same'. Received padding={padding!r}."
+        )
+    return padding.lower()
+
+
+def _geometry_args(name, num_basis, kernel_size, splits, depth, strides, padding,
+                   dilation_rate, data_format):
+    """Validated, normalised constructor arguments shared by the Keras 3 layer and
+    its tf_keras twin (keras_basis.tfmot)."""
+    if splits is not None and depth is not None:
+        raise ValueError(
+            f"Arguments `splits` and `depth` of layer '{name}' are mutually "
+            f"exclusive. Received splits={splits}, depth={depth}."
+        )
+    args = dict(
+        num_basis=_check_positive_int("num_basis", num_basis, name),
+        kernel_size=_pair("kernel_size", kernel_size, name),
+        splits=None if splits is None else _check_positive_int("splits", splits, name),
+        depth=None if depth is None else _check_positive_int("depth", depth, name),
+        strides=_pair("strides", strides, name),
+        dilation_rate=_pair("dilation_rate", dilation_rate, name),
+        padding=_check_padding(padding, name),
+        data_format=data_format,
+    )
+    if max(args["strides"]) > 1 and max(args["dilation_rate"]) > 1:
+        raise ValueError(
+            f"Invalid value for arguments `strides` and `dilation_rate` of layer "
+            f"'{name}': strides > 1 together with dilation_rate > 1 is not "
+            f"supported. Received strides={args['strides']}, "
+            f"dilation_rate={args['dilation_rate']}."
+        )
+    if data_format != "channels_last":
+        raise ValueError(
+            f"Invalid value for argument `data_format` of layer '{name}'. "
+            "BasisConv2D supports only 'channels_last'. "
+            f"Received data_format={data_format!r}."
+        )
+    return args
+
+
 @keras.saving.register_keras_serializable(package="keras_basis")
 class BasisConv2D(keras.layers.Layer):
     """Split-basis convolution: every input split convolved with shared filters.
@@ -141,39 +185,12 @@ class BasisConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = self.name
-        self.num_basis = _check_positive_int("num_basis", num_basis, name)
-        self.kernel_size = _pair("kernel_size", kernel_size, name)
-        if splits is not None and depth is not None:
-            raise ValueError(
-                f"Arguments `splits` and `depth` of layer '{name}' are mutually "
-                f"exclusive. Received splits={splits}, depth={depth}."
-            )
-        self.splits = None if splits is None else _check_positive_int("splits", splits, name)
-        self.depth = None if depth is None else _check_positive_int("depth", depth, name)
-        self.strides = _pair("strides", strides, name)
-        self.dilation_rate = _pair("dilation_rate", dilation_rate, name)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"Invalid value for arguments `strides` and `dilation_rate` of layer "
-                f"'{name}': strides > 1 together with dilation_rate > 1 is not "
-                f"supported. Received strides={self.strides}, "
-                f"dilation_rate={self.dilation_rate}."
-            )
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(
-                f"Invalid value for argument `padding` of layer '{name}'. Expected "
-                f"'valid' or 'same'. Received padding={padding!r}."
-            )
-        self.padding = padding.lower()
-        data_format = data_format or keras.config.image_data_format()
-        if data_format != "channels_last":
-            raise ValueError(
-                f"Invalid value for argument `data_format` of layer '{name}'. "
-                "BasisConv2D supports only 'channels_last'. "
-                f"Received data_format={data_format!r}."
-            )
-        self.data_format = data_format
+        args = _geometry_args(
+            self.name, num_basis, kernel_size, splits, depth, strides, padding,
+            dilation_rate, data_format or keras.config.image_data_format(),
+        )
+        for key, value in args.items():
+            setattr(self, key, value)
         self.use_bias = bool(use_bias)
         self.basis_initializer = keras.initializers.get(basis_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -250,14 +267,8 @@ class BasisConv2D(keras.layers.Layer):
             if dilation_rate is None
             else _pair("dilation_rate", dilation_rate, self.name)
         )
-        if padding is None:
-            padding = self.padding
-        elif not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(
-                f"Invalid value for argument `padding` of layer '{self.name}'. Expected "
-                f"'valid' or 'same'. Received padding={padding!r}."
-            )
-        return strides, padding.lower(), dilation_rate
+        padding = self.padding if padding is None else _check_padding(padding, self.name)
+        return strides, padding, dilation_rate
 
     def call(self, inputs, strides=None, padding=None, dilation_rate=None):
         """Apply the basis to every split of ``inputs``.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keras_basis._tfmot._compat import tf, tf_keras, tfmot
-from keras_basis.layers import _check_positive_int, _pair
+from keras_basis.layers import _check_padding, _geometry_args, _pair
 
 __all__ = ["BasisConv2D", "BasisConv2DQuantizeConfig"]
 
@@ -11,15 +11,6 @@ _PrunableLayer = tfmot.sparsity.keras.PrunableLayer
 _ClusterableLayer = tfmot.clustering.keras.ClusterableLayer
 _QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
 _quantizers = tfmot.quantization.keras.quantizers
-
-
-def _check_padding(padding, name):
-    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-        raise ValueError(
-            f"Invalid value for argument `padding` of layer '{name}'. Expected "
-            f"'valid' or 'same'. Received padding={padding!r}."
-        )
-    return padding.lower()
 
 
 @tf_keras.utils.register_keras_serializable(package="keras_basis")
@@ -79,33 +70,12 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = self.name
-        self.num_basis = _check_positive_int("num_basis", num_basis, name)
-        self.kernel_size = _pair("kernel_size", kernel_size, name)
-        if splits is not None and depth is not None:
-            raise ValueError(
-                f"Arguments `splits` and `depth` of layer '{name}' are mutually "
-                f"exclusive. Received splits={splits}, depth={depth}."
-            )
-        self.splits = None if splits is None else _check_positive_int("splits", splits, name)
-        self.depth = None if depth is None else _check_positive_int("depth", depth, name)
-        self.strides = _pair("strides", strides, name)
-        self.dilation_rate = _pair("dilation_rate", dilation_rate, name)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"Layer '{name}': strides > 1 together with dilation_rate > 1 is not "
-                f"supported. Received strides={self.strides}, "
-                f"dilation_rate={self.dilation_rate}."
-            )
-        self.padding = _check_padding(padding, name)
-        data_format = data_format or "channels_last"
-        if data_format != "channels_last":
-            raise ValueError(
-                f"Invalid value for argument `data_format` of layer '{name}'. "
-                "BasisConv2D supports only 'channels_last'. "
-                f"Received data_format={data_format!r}."
-            )
-        self.data_format = data_format
+        args = _geometry_args(
+            self.name, num_basis, kernel_size, splits, depth, strides, padding,
+            dilation_rate, data_format or "channels_last",
+        )
+        for key, value in args.items():
+            setattr(self, key, value)
         self.use_bias = bool(use_bias)
         self.basis_initializer = tf_keras.initializers.get(basis_initializer)
         self.bias_initializer = tf_keras.initializers.get(bias_initializer)
