@@ -1,6 +1,6 @@
 """keras-basis: compress Keras 3 CNNs by learning filter bases (Li et al., ICCV 2019)."""
 
-from keras_basis import maths
+from keras_basis import maths, tflite
 from keras_basis.export import export_tflite
 from keras_basis.layers import BasisConv2D
 from keras_basis.transform import (
@@ -26,5 +26,6 @@ __all__ = [
     "maths",
     "report",
     "strip",
+    "tflite",
     "__version__",
 ]
