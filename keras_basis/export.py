@@ -324,10 +324,10 @@ def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_thre
     if fold is False or fold is None:
         return model
     from keras_basis import tflite as _tflite
-    from keras_basis.transform import decompress
+    from keras_basis.transform import basis_pairs, decompress
 
     if fold is True:
-        names = [pair.name for pair in _tflite._basis_pairs(model)]
+        names = [pair.name for pair in basis_pairs(model)]
     elif fold == "auto":
         given = [s[1:] for s in shapes]
         plan = _tflite.fold_plan(

@@ -162,7 +162,7 @@ class BasisConv2D(keras.layers.Layer):
     >>> x = keras.Input((32, 32, 64))
     >>> y = BasisConv2D(14, 3, splits=2, padding="same")(x)   # (None, 32, 32, 28)
     >>> y = keras.layers.Conv2D(64, 1)(y)                     # coefficients
-    >>> model = keras.Model(x, y)                             # 64*3*3*32*14/... params
+    >>> model = keras.Model(x, y)  # 3*3*32*14 basis + 28*64 (+64) coefficient weights
     """
 
     def __init__(
