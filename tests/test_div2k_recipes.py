@@ -229,6 +229,9 @@ def test_basis_s_is_one_shared_weight_and_survives_keras_roundtrip(tmp_path):
          r"argument `res_scale` of edsr\(\). Expected a positive number. Received res_scale=0"),
         (lambda: build("edsr-9"), ValueError,
          r"argument `preset`. Expected one of .* Received preset='edsr-9'"),
+        (lambda: edsr(4, num_basis=8, basis_init="he"), ValueError,
+         r"argument `basis_init` of edsr\(\). Expected one of \('authors', 'matched'\). "
+         r"Received basis_init='he'"),
         (lambda: models.PixelShuffle(0, name="ps"), ValueError,
          r"argument `scale` of layer 'ps'. Expected a positive int. Received scale=0"),
     ],
@@ -236,6 +239,44 @@ def test_basis_s_is_one_shared_weight_and_survives_keras_roundtrip(tmp_path):
 def test_builder_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+def test_basis_init_composed_filter_variance(splits):
+    """'matched': the composed 3x3 filters have the plain conv's PyTorch-default variance
+    1 / (3 * 9 * c); 'authors' (Kaiming-uniform basis and coefficients): 4 / (9 * c), 12x."""
+    c, m = 64, 24
+    plain = 1.0 / (3 * 9 * c)
+    for init, expected in (("matched", plain), ("authors", 4.0 / (9 * c))):
+        keras.utils.set_random_seed(3)
+        model = edsr(4, num_blocks=2, channels=c, res_scale=1.0, num_basis=m,
+                     basis_depth=c // splits, basis_init=init)
+        variances = []
+        for i in (1, 2):
+            for k in (1, 2):
+                basis = model.get_layer(f"block{i:02d}_conv{k}_basis").basis.numpy()
+                coef = model.get_layer(f"block{i:02d}_conv{k}_coef").kernel.numpy()[0, 0]
+                # split g uses coefficient rows g*m .. g*m+m-1 (split-major outputs)
+                w = np.stack([np.tensordot(basis, coef[g * m:(g + 1) * m], axes=([3], [0]))
+                              for g in range(splits)], axis=2)
+                variances.append(w.var())
+        assert np.mean(variances) == pytest.approx(expected, rel=0.06), init
+    keras.utils.set_random_seed(3)
+    base = edsr(4, num_blocks=1, channels=c, res_scale=1.0)
+    assert base.get_layer("block01_conv1").kernel.numpy().var() == pytest.approx(plain, rel=0.06)
+
+
+def test_basis_init_matched_keeps_the_output_scale_of_the_plain_network():
+    x = np.random.default_rng(0).uniform(0, 255, (1, 24, 24, 3)).astype("float32")
+    stds = {}
+    for key, kwargs in (("plain", {}), ("matched", {"basis_init": "matched"}),
+                        ("authors", {"basis_init": "authors"})):
+        keras.utils.set_random_seed(0)
+        if kwargs:
+            kwargs.update(num_basis=27)
+        stds[key] = float(np.std(edsr_8_128(4, **kwargs)(x)))
+    assert 0.5 < stds["matched"] / stds["plain"] < 2.0
+    assert stds["authors"] / stds["plain"] > 100  # the released init starts far off
 
 
 def test_params_script(capsys):

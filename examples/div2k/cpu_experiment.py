@@ -21,9 +21,13 @@ rerunning the same command continues the experiment):
    training (the "right after compression" row).
 3. ``<point>``: the same, fine-tuned ``--finetune-steps`` (800) batches, lr 1e-4 x0.1
    after epoch 6 of 8. Every compressed network gets the same steps.
-4. ``basis-64-14-random`` and ``factor-sic2``: bodies freshly initialised (the
-   authors' from-scratch init), every layer outside the residual blocks copied from
-   the baseline, the same fine-tuning steps.
+4. ``basis-64-14-random``, ``basis-64-14-matched`` and ``factor-sic2``: bodies freshly
+   initialised (the authors' Kaiming-uniform basis init; the ``basis_init="matched"``
+   init of ``examples.div2k.models``; Factor's PyTorch-default init), every layer
+   outside the residual blocks copied from the baseline, the same fine-tuning steps.
+   These rows show what "equal fine-tuning" means for a body that has no trained
+   weights to start from; the paper's own protocol (everything from scratch, equal
+   steps) is the GPU run of ``examples/paper_scale_gpu.py``.
 
 Then: bicubic, a PSNR/SSIM table (printed, ``results.md``, ``results.csv``) and a
 side-by-side crop (bicubic | baseline | Basis-64-14 | ground truth), ``crop_x4.png``.
@@ -57,7 +61,11 @@ POINTS = [
 ]
 FRESH = [
     ("basis-64-14-random", "edsr-8-128-basis-128-27",
-     ["--num-basis", "14", "--basis-depth", "64", "--init", "random"]),
+     ["--num-basis", "14", "--basis-depth", "64", "--init", "random", "--basis-init",
+      "authors"]),
+    ("basis-64-14-matched", "edsr-8-128-basis-128-27",
+     ["--num-basis", "14", "--basis-depth", "64", "--init", "random", "--basis-init",
+      "matched"]),
     ("factor-sic2", "edsr-8-128-factor-sic2", []),
 ]
 LABELS = {
@@ -68,7 +76,8 @@ LABELS = {
     "basis-s-64-14-compressed": "Basis-S-64-14 (shared, SVD init, no fine-tuning)",
     "basis-32-32": "Basis-32-32 (SVD init, fine-tuned)",
     "basis-32-32-compressed": "Basis-32-32 (SVD init, no fine-tuning)",
-    "basis-64-14-random": "Basis-64-14 (random body, fine-tuned)",
+    "basis-64-14-random": "Basis-64-14 (random body, authors' init, fine-tuned)",
+    "basis-64-14-matched": "Basis-64-14 (random body, matched init, fine-tuned)",
     "factor-sic2": "Factor-SIC2 (random body, fine-tuned)",
 }
 

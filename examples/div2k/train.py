@@ -64,6 +64,9 @@ def parse_args(argv=None):
     g.add_argument("--basis-depth", type=int, help="override p (channels per basis filter)")
     g.add_argument("--share-basis", action="store_true", help="Basis-S: share within a block")
     g.add_argument("--sic-layers", type=int, help="override Factor's SIC layers")
+    g.add_argument("--basis-init", choices=("authors", "matched"), default=None,
+                   help="from-scratch init of basis convs (builders' basis_init; default "
+                        "'matched': the plain conv's variance; 'authors': Kaiming-uniform)")
     g = p.add_argument_group("compression route")
     g.add_argument("--from-pretrained", help="a trained baseline .keras to compress")
     g.add_argument("--init", default="svd", choices=("svd", "random", "data"),
@@ -160,6 +163,7 @@ def _overrides(args):
         "num_basis": args.num_basis,
         "basis_depth": args.basis_depth,
         "sic_layers": args.sic_layers,
+        "basis_init": args.basis_init,
     }
     out = {k: v for k, v in keys.items() if v is not None}
     if args.share_basis:
