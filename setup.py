@@ -13,9 +13,12 @@ EXTRAS = {
         "matplotlib>=3.7",
         "tqdm>=4.60",
     ],
+    # Keras 3 on JAX: examples/paper_scale_gpu.py (GPU machines without TensorFlow)
+    "jax": ["jax>=0.4.30", "pillow>=9"],
 }
 EXTRAS["test"] = sorted(
-    set(EXTRAS["tflite"] + EXTRAS["tfmot"] + EXTRAS["demo"] + EXTRAS["examples"])
+    set(EXTRAS["tflite"] + EXTRAS["tfmot"] + EXTRAS["demo"] + EXTRAS["examples"]
+        + EXTRAS["jax"])
     | {"pytest>=7", "pytest-timeout>=2"}
 )
 EXTRAS["all"] = sorted(set().union(*EXTRAS.values()))
