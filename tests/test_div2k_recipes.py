@@ -279,6 +279,20 @@ def test_basis_init_matched_keeps_the_output_scale_of_the_plain_network():
     assert stds["authors"] / stds["plain"] > 100  # the released init starts far off
 
 
+def test_pixel_shuffle_exports_as_depth_to_space_and_matches_keras(tmp_path):
+    keras.utils.set_random_seed(1)
+    model = edsr(2, num_blocks=1, channels=8, res_scale=1.0, num_basis=4,
+                 input_shape=(10, 12, 3))
+    path = keras_basis.export_tflite(model, tmp_path / "sr.tflite")
+    ops = [op["op"] for op in keras_basis.tflite.tflite_ops(path)]
+    assert "DEPTH_TO_SPACE" in ops
+    x = np.random.default_rng(0).uniform(0, 255, (2, 10, 12, 3)).astype("float32")
+    ref = model.predict(x, verbose=0)
+    got = keras_basis.tflite.run_tflite(path, x)
+    got = got[0] if isinstance(got, list) else got
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+
+
 def test_params_script(capsys):
     from examples.div2k import params
 
