@@ -368,6 +368,33 @@ def test_train_mirrored_on_two_logical_cpus(tmp_path, rng):
     assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
 
 
+def test_train_multi_worker_strategy_single_worker_cluster(tmp_path, rng):
+    import socket
+
+    _tiny_folder(tmp_path / "data", rng)
+    out = tmp_path / "run"
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"localhost:{port}"]},
+                 "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
+               TF_CONFIG=json.dumps(tf_config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.cifar10.train", "--network", "resnet20",
+         "--variant", "basis", "--share", "stage", "--smoke", "--data-dir",
+         str(tmp_path / "data"), "--batch-size", "4", "--strategy", "multi-worker",
+         "--no-tflite", "--output-dir", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "1 replica(s)" in proc.stdout
+    assert json.loads((out / "args.json").read_text())["strategy"] == "multi-worker"
+    rows = _read_rows(out / "metrics.csv")  # the chief (worker 0) wrote the outputs
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
+    assert (out / "model.keras").exists()
+
+
 def test_train_from_pretrained_compress_and_gamma(tmp_path, rng):
     _tiny_folder(tmp_path / "data", rng)
     base = resnet20()
