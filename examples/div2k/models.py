@@ -57,6 +57,7 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 _PACKAGE = "keras_basis_div2k"
 _KERNEL_NAMES = ("kernel", "depthwise_kernel", "basis")
 _BLOCK_RE = re.compile(r"^block(\d+)_")
+BASIS_INITS = ("authors", "matched")  # from-scratch init of basis convs (basis_init)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -182,8 +183,14 @@ def _check_int(name, value, builder, allowed=None, minimum=1):
     return value
 
 
-def _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers):
+def _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
+                   basis_init):
     """Validates the compression arguments; returns the basis depth (or None)."""
+    if basis_init not in BASIS_INITS:
+        raise ValueError(
+            f"Invalid value for argument `basis_init` of {builder}(). Expected one of "
+            f"{BASIS_INITS}. Received basis_init={basis_init!r}."
+        )
     if num_basis is not None and sic_layers is not None:
         raise ValueError(
             f"Arguments `num_basis` and `sic_layers` of {builder}() are mutually "
@@ -236,9 +243,6 @@ def _sic_stack(x, sic_layers, act, prefix):
     return x
 
 
-BASIS_INITS = ("authors", "matched")
-
-
 def _basis_initializers(basis_init):
     """(basis, coefficient) initializers of a from-scratch basis conv.
 
@@ -255,7 +259,7 @@ def _basis_initializers(basis_init):
     return "he_uniform", "he_uniform"
 
 
-def _make_bases(prefix, num_basis, depth, share, basis_init="matched"):
+def _make_bases(prefix, num_basis, depth, share, basis_init):
     init = _basis_initializers(basis_init)[0]
 
     def make(name):
@@ -361,12 +365,8 @@ def srresnet(
     _check_int("scale", scale, builder, allowed=(2, 3, 4))
     _check_int("num_blocks", num_blocks, builder)
     _check_int("channels", channels, builder)
-    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers)
-    if basis_init not in BASIS_INITS:
-        raise ValueError(
-            f"Invalid value for argument `basis_init` of {builder}(). Expected one of "
-            f"{BASIS_INITS}. Received basis_init={basis_init!r}."
-        )
+    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
+                           basis_init)
     inputs = keras.Input(input_shape, name="lr")
     x = head = _prelu("head_act")(_conv(channels, 9, "head_conv")(inputs))
     for i in range(1, num_blocks + 1):
@@ -429,12 +429,8 @@ def edsr(
             f"Invalid value for argument `res_scale` of {builder}(). Expected a positive "
             f"number. Received res_scale={res_scale!r}."
         )
-    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers)
-    if basis_init not in BASIS_INITS:
-        raise ValueError(
-            f"Invalid value for argument `basis_init` of {builder}(). Expected one of "
-            f"{BASIS_INITS}. Received basis_init={basis_init!r}."
-        )
+    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
+                           basis_init)
     inputs = keras.Input(input_shape, name="lr")
     x = MeanShift(sign=-1, name="sub_mean")(inputs)
     x = head = _conv(channels, 3, "head_conv")(x)
