@@ -183,6 +183,12 @@ def plan_units(members, batch_fn, budget_s, unit_steps, warm_steps=20, safety=0.
     return max(units, 1), per_step
 
 
+def units_that_fit(done, planned, unit_s, deadline):
+    """Planned units cut to what still fits before ``deadline`` (at least one more)."""
+    fits = done + int((deadline - time.time()) / unit_s)
+    return planned if fits >= planned else max(fits, done + 1)
+
+
 def write_json(path, data):
     path = pathlib.Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
@@ -251,10 +257,10 @@ def run_cifar(args):
 
     epoch_time, epoch = None, 0
     while epoch < epochs:
-        if epoch_time:  # re-plan with the measured epoch time while no milestone is passed
-            fits = epoch + int((deadline - time.time()) / (epoch_time + eval_s))
-            if fits < epochs and epoch < milestones[0]:
-                epochs = max(fits, epoch + 1)
+        if epoch_time and epoch < milestones[0]:  # re-plan while the lr is unchanged
+            fits = units_that_fit(epoch, epochs, epoch_time + eval_s, deadline)
+            if fits < epochs:
+                epochs = fits
                 milestones = [max(1, int(round(f * epochs))) for f in (0.5, 0.75)]
                 log(f"re-planned: {epochs} epochs, milestones {milestones}")
             if time.time() + epoch_time + eval_s > deadline:
@@ -332,10 +338,10 @@ def run_sr(args):
     deadline = T0 + args.budget
     history, done, unit_time, u = [], 0, None, 0
     while u < units:
-        if unit_time:  # re-plan with the measured time while the lr has not dropped
-            fits = u + int((deadline - time.time()) / unit_time)
-            if fits < units and u < drop:
-                units = max(fits, u + 1)
+        if unit_time and u < drop:  # re-plan while the lr is unchanged
+            fits = units_that_fit(u, units, unit_time, deadline)
+            if fits < units:
+                units = fits
                 drop = int(round(units * 2 / 3))
                 log(f"re-planned: {units} x {unit} steps, lr x0.1 at {drop * unit}")
             if time.time() + unit_time > deadline:

@@ -202,3 +202,12 @@ def test_sr_run_smoke_with_both_inits(tmp_path):
         "edsr-8-128-basis-128-27+matched_l1"]
     assert sorted(p.name for p in out.glob("*.keras")) == [
         "edsr-8-128-basis-128-27_authors.keras", "edsr-8-128-basis-128-27_matched.keras"]
+
+
+def test_units_that_fit_cuts_the_plan_to_the_deadline():
+    import time
+
+    now = time.time()
+    assert G.units_that_fit(2, 10, 5.0, now + 100) == 10  # 2 + 20 >= 10: unchanged
+    assert G.units_that_fit(2, 10, 20.0, now + 100) in (6, 7)  # 2 + 100 // 20 (timing)
+    assert G.units_that_fit(2, 10, 20.0, now - 5) == 3  # past the deadline: one more
