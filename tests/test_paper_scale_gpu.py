@@ -88,21 +88,26 @@ def test_augment_epoch_is_pad4_crop_and_flip():
     assert 0 < flip.sum() < n and len(set(zip(dy, dx))) > 10
 
 
-def _run_jax(code, tmp_path, timeout=600):
+def _run_jax(args, cwd=REPO, timeout=600):
+    """Runs ``python ARGS`` with Keras on JAX (CPU); asserts success, returns stdout."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO),
            "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    script = tmp_path / "case.py"
-    script.write_text(textwrap.dedent(code))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
+def _run_jax_code(code, tmp_path):
+    script = tmp_path / "case.py"
+    script.write_text(textwrap.dedent(code))
+    return _run_jax([script], cwd=tmp_path)
+
+
 @needs_jax
 def test_member_step_equals_keras_train_on_batch(tmp_path):
     """The jitted stateless step (and a learning-rate change) == Keras' own training."""
-    out = _run_jax("""
+    out = _run_jax_code("""
         import json, numpy as np, keras
         from keras import ops
         from examples.paper_scale_gpu import Member
@@ -150,14 +155,9 @@ def test_member_step_equals_keras_train_on_batch(tmp_path):
 def test_cifar_run_end_to_end_and_models_load_under_tensorflow(tmp_path):
     tar = _tiny_cifar_tar(tmp_path / "c.tar.gz", per_class=(8, 2))
     out = tmp_path / "out"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO),
-           "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "examples.paper_scale_gpu", "cifar", "--tar", str(tar),
-         "--out", str(out), "--budget", "300", "--depth", "8", "--batch-size", "16",
-         "--max-epochs", "2", "--eval-every", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run_jax(["-m", "examples.paper_scale_gpu", "cifar", "--tar", tar, "--out", out,
+              "--budget", "300", "--depth", "8", "--batch-size", "16", "--max-epochs", "2",
+              "--eval-every", "1"])
     summary = json.loads((out / "cifar.json").read_text())
     assert summary["epochs_done"] == 2 and summary["steps_per_epoch"] == 80 // 16
     assert [row["epoch"] for row in summary["history"]] == [1, 2]
@@ -185,15 +185,10 @@ def test_sr_run_smoke_with_both_inits(tmp_path):
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(hr / f"{i}.png")
     out = tmp_path / "out"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO),
-           "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "examples.paper_scale_gpu", "sr", "--train-dir", str(hr),
-         "--out", str(out), "--budget", "300", "--batch-size", "1", "--patch-size", "8",
-         "--unit-steps", "1", "--max-units", "2",
-         "--presets", "edsr-8-128-basis-128-27+authors,edsr-8-128-basis-128-27+matched"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run_jax(["-m", "examples.paper_scale_gpu", "sr", "--train-dir", hr, "--out", out,
+              "--budget", "300", "--batch-size", "1", "--patch-size", "8", "--unit-steps", "1",
+              "--max-units", "2", "--presets",
+              "edsr-8-128-basis-128-27+authors,edsr-8-128-basis-128-27+matched"])
     summary = json.loads((out / "sr.json").read_text())
     assert summary["steps_done"] == 2 and len(summary["history"]) == 2
     first = summary["history"][0]
