@@ -1,6 +1,7 @@
 """keras-basis: compress Keras 3 CNNs by learning filter bases (Li et al., ICCV 2019)."""
 
 from keras_basis import maths, tflite
+from keras_basis._transform.macs import count_macs
 from keras_basis.export import export_tflite
 from keras_basis.layers import BasisConv2D
 from keras_basis.transform import (
@@ -21,6 +22,7 @@ __all__ = [
     "basis_clone_function",
     "basis_pairs",
     "compress",
+    "count_macs",
     "decompress",
     "export_tflite",
     "maths",

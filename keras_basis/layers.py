@@ -2,112 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import keras
 from keras import ops
 
+from keras_basis._geometry import BasisGeometry, validate_arguments
+
 __all__ = ["BasisConv2D"]
-
-_MODE = threading.local()
-
-
-@contextlib.contextmanager
-def sliced_basis_mode(mode):
-    """How a call with fewer input channels than the basis depth is traced.
-
-    ``"slice"`` (the default) convolves with ``basis[:, :, :c, :]``;
-    ``"pad"`` zero-pads the input to the basis depth and convolves with the
-    whole basis (the same result; used at TFLite export so that the converter
-    keeps one constant per basis instead of one per slice).
-    """
-    if mode not in ("slice", "pad"):
-        raise ValueError(f"Expected mode 'slice' or 'pad'. Received mode={mode!r}.")
-    previous = getattr(_MODE, "value", "slice")
-    _MODE.value = mode
-    try:
-        yield
-    finally:
-        _MODE.value = previous
-
-
-def _check_positive_int(name, value, layer_name):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"Invalid type for argument `{name}` of layer '{layer_name}'. Expected "
-            f"an int. Received {name}={value!r} of type {type(value).__name__}."
-        )
-    if value <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{name}` of layer '{layer_name}'. Expected "
-            f"a strictly positive integer. Received {name}={value}."
-        )
-    return value
-
-
-def _pair(name, value, layer_name):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise TypeError(
-            f"Invalid type for argument `{name}` of layer '{layer_name}'. Expected an "
-            f"int or a tuple of 2 ints. Received {name}={value!r}."
-        )
-    if any(v <= 0 for v in value):
-        raise ValueError(
-            f"Invalid value for argument `{name}` of layer '{layer_name}'. Expected "
-            f"strictly positive values. Received {name}={value!r}."
-        )
-    return tuple(value)
-
-
-def _check_padding(padding, layer_name):
-    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-        raise ValueError(
-            f"Invalid value for argument `padding` of layer '{layer_name}'. Expected "
-            f"'valid' or 'same'. Received padding={padding!r}."
-        )
-    return padding.lower()
-
-
-def _geometry_args(name, num_basis, kernel_size, splits, depth, strides, padding,
-                   dilation_rate, data_format):
-    """Validated, normalised constructor arguments shared by the Keras 3 layer and
-    its tf_keras twin (keras_basis.tfmot)."""
-    if splits is not None and depth is not None:
-        raise ValueError(
-            f"Arguments `splits` and `depth` of layer '{name}' are mutually "
-            f"exclusive. Received splits={splits}, depth={depth}."
-        )
-    args = dict(
-        num_basis=_check_positive_int("num_basis", num_basis, name),
-        kernel_size=_pair("kernel_size", kernel_size, name),
-        splits=None if splits is None else _check_positive_int("splits", splits, name),
-        depth=None if depth is None else _check_positive_int("depth", depth, name),
-        strides=_pair("strides", strides, name),
-        dilation_rate=_pair("dilation_rate", dilation_rate, name),
-        padding=_check_padding(padding, name),
-        data_format=data_format,
-    )
-    if max(args["strides"]) > 1 and max(args["dilation_rate"]) > 1:
-        raise ValueError(
-            f"Invalid value for arguments `strides` and `dilation_rate` of layer "
-            f"'{name}': strides > 1 together with dilation_rate > 1 is not "
-            f"supported. Received strides={args['strides']}, "
-            f"dilation_rate={args['dilation_rate']}."
-        )
-    if data_format != "channels_last":
-        raise ValueError(
-            f"Invalid value for argument `data_format` of layer '{name}'. "
-            "BasisConv2D supports only 'channels_last'. "
-            f"Received data_format={data_format!r}."
-        )
-    return args
 
 
 @keras.saving.register_keras_serializable(package="keras_basis")
@@ -226,7 +126,7 @@ class BasisConv2D(keras.layers.Layer):
                     f"Received splits={s}."
                 )
             self.depth = c // s
-        self._splits_for(c)  # validates
+        self.splits_for(c)  # validates
         self.basis = self.add_weight(
             name="basis",
             shape=self.kernel_size + (self.depth, self.num_basis),
@@ -245,7 +145,7 @@ class BasisConv2D(keras.layers.Layer):
         else:
             self.bias = None
 
-    def _splits_for(self, c):
+    def splits_for(self, c):
         """(splits, channels per split) used for an input with ``c`` channels."""
         if c % self.depth == 0:
             return c // self.depth, self.depth
@@ -279,7 +179,7 @@ class BasisConv2D(keras.layers.Layer):
         """
         strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
         c = inputs.shape[-1]
-        s, p = self._splits_for(int(c))
+        s, p = self.splits_for(int(c))
         x = inputs
         basis = self.basis
         if p < self.depth:
@@ -321,7 +221,7 @@ class BasisConv2D(keras.layers.Layer):
         if self.depth is None:
             s = self.splits or 1
         else:
-            s, _ = self._splits_for(c)
+            s, _ = self.splits_for(c)
         out = []
         for size, k, st, d in zip(input_shape[1:3], self.kernel_size, strides, dilation_rate):
             if size is None:

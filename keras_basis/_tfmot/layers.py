@@ -101,7 +101,7 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
             )
         return int(c)
 
-    def _splits_for(self, c):
+    def splits_for(self, c):
         if c % self.depth == 0:
             return c // self.depth, self.depth
         if c < self.depth:
@@ -123,7 +123,7 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
                     f"Received splits={s}."
                 )
             self.depth = c // s
-        self._splits_for(c)
+        self.splits_for(c)
         self.basis = self.add_weight(
             name="basis",
             shape=self.kernel_size + (self.depth, self.num_basis),
@@ -160,7 +160,7 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
 
     def call(self, inputs, strides=None, padding=None, dilation_rate=None):
         strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
-        s, p = self._splits_for(int(inputs.shape[-1]))
+        s, p = self.splits_for(int(inputs.shape[-1]))
         x = inputs
         basis = self.basis
         if p < self.depth:

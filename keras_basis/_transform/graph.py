@@ -91,6 +91,19 @@ def io_shapes(layer, owner):
     return tuple(node.input_tensors[0].shape), tuple(node.output_tensors[0].shape)
 
 
+def call_shapes(layer, owner):
+    """``[(input_shape, output_shape), ...]``, one per call of ``layer`` in ``owner``.
+
+    Calls without tensors (a layer never called in this graph) are left out.
+    """
+    out = []
+    for node in layer_nodes(layer, owner):
+        ins, outs = node.input_tensors, node.output_tensors
+        if ins and outs:
+            out.append((tuple(ins[0].shape), tuple(outs[0].shape)))
+    return out
+
+
 @dataclasses.dataclass
 class BasisPair:
     """One basis convolution site followed by its 1x1 coefficient convolution.
@@ -152,7 +165,7 @@ def _is_coef(layer, m_total):
 
 def _make_pair(basis, coef, owner, kwargs, in_shape, out_shape):
     c = int(in_shape[-1])
-    s, p = basis._splits_for(c)
+    s, p = basis.splits_for(c)
     strides, padding, dilation = basis._call_geometry(
         kwargs.get("strides"), kwargs.get("padding"), kwargs.get("dilation_rate")
     )
@@ -184,7 +197,7 @@ def _pairs_of(model):
                 in_shape, _ = io_shapes(a, model)
                 if in_shape is None:
                     continue
-                s, _ = a._splits_for(int(in_shape[-1]))
+                s, _ = a.splits_for(int(in_shape[-1]))
                 if _is_coef(b, s * a.num_basis):
                     pairs.append(_make_pair(a, b, model, {}, in_shape, io_shapes(b, model)[1]))
         return pairs
@@ -204,7 +217,7 @@ def _pairs_of(model):
         coef_node = consumers[0]
         coef = coef_node.operation
         in_shape = tuple(node.input_tensors[0].shape)
-        s, _ = basis._splits_for(int(in_shape[-1]))
+        s, _ = basis.splits_for(int(in_shape[-1]))
         if not _is_coef(coef, s * basis.num_basis) or len(coef_node.input_tensors) != 1:
             continue
         pairs.append(

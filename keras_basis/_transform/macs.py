@@ -1,0 +1,80 @@
+"""count_macs(): multiply-accumulates of one forward pass, over every layer call."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from keras_basis._transform import graph
+from keras_basis.layers import BasisConv2D
+
+
+def _spatial(shape):
+    return math.prod(int(d) for d in shape[1:-1] if d is not None)
+
+
+def _call_macs(layer, in_shape, out_shape):
+    """MACs of one call of ``layer`` (one image), or 0 for a layer without any."""
+    if isinstance(layer, BasisConv2D):
+        c = int(in_shape[-1])
+        s, p = layer.splits_for(c)
+        kh, kw = layer.kernel_size
+        return _spatial(out_shape) * kh * kw * p * s * layer.num_basis
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        return _spatial(out_shape) * kh * kw * int(out_shape[-1])
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kh, kw = layer.kernel_size
+        c = int(in_shape[-1])
+        mid = c * layer.depth_multiplier
+        return _spatial(out_shape) * (kh * kw * mid + mid * layer.filters)
+    if isinstance(layer, keras.layers.Dense):
+        rows = math.prod(int(d) for d in in_shape[1:-1] if d is not None)
+        return rows * int(in_shape[-1]) * layer.units
+    kernel_size = getattr(layer, "kernel_size", None)
+    filters = getattr(layer, "filters", None)
+    if kernel_size is not None and filters is not None:
+        # Conv1D/2D/3D and conv-like layers with the same attributes (grouped
+        # convolutions written by hand); a transposed conv costs per input pixel.
+        ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+        groups = int(getattr(layer, "groups", 1) or 1)
+        c = int(in_shape[-1])
+        transposed = isinstance(layer, (keras.layers.Conv2DTranspose,
+                                        keras.layers.Conv1DTranspose,
+                                        keras.layers.Conv3DTranspose))
+        pixels = _spatial(in_shape) if transposed else _spatial(out_shape)
+        return pixels * math.prod(ks) * (c // groups) * int(filters)
+    return 0
+
+
+def count_macs(model):
+    """Multiply-accumulates of one forward pass of one sample (FLOPs = 2 x MACs).
+
+    Every call of every layer is counted (a shared ``BasisConv2D`` called by
+    several sites costs once per call); nested models are entered. Counted:
+    ``BasisConv2D`` (``H*W*kh*kw*p*s*m``: its ``m`` filters of depth ``p = c/s``
+    on each of the ``s`` splits), ``Conv1D/2D/3D`` and conv-like layers with
+    ``kernel_size``/``filters``/``groups`` attributes (``H*W*kh*kw*c/groups*n``),
+    ``DepthwiseConv2D``, ``SeparableConv2D`` and ``Dense``. Elementwise layers,
+    pooling and normalisation count 0.
+
+    Args:
+        model: a built Functional or Sequential ``keras.Model`` with static
+            spatial input sizes.
+
+    Returns:
+        int.
+
+    Example:
+
+    >>> x = keras.Input((8, 8, 3))
+    >>> keras_basis.count_macs(keras.Model(x, keras.layers.Conv2D(4, 3)(x)))
+    3888
+    """
+    graph.check_model(model)
+    total = 0
+    for layer, owner in graph.walk(model):
+        for in_shape, out_shape in graph.call_shapes(layer, owner):
+            total += _call_macs(layer, in_shape, out_shape)
+    return int(total)

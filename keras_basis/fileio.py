@@ -1,0 +1,120 @@
+"""Atomic file writes: the one helper every writer in keras-basis uses.
+
+A file is written to a collision-free temporary name in the target's folder
+(``tempfile.mkstemp``: unique per process and call), flushed and fsync'ed, given
+the usual permissions (0666 minus the umask, not mkstemp's 0600) and moved onto
+the target with ``os.replace``. A failure at any point leaves the target as it
+was and removes the temporary file. Temporary names start with ``.`` + the
+target's name + ``.kbtmp-`` and keep its suffix; ``clean_stale_temps`` removes ones left by
+a killed process (older than an hour, so a concurrent writer is never touched).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import time
+
+__all__ = ["TEMP_MARK", "atomic_write", "clean_stale_temps", "write_bytes", "write_text"]
+
+TEMP_MARK = ".kbtmp-"
+STALE_AFTER_S = 3600.0
+
+
+def _temp_prefix(path):
+    return f".{path.name}{TEMP_MARK}"
+
+
+def clean_stale_temps(path, older_than_s=STALE_AFTER_S):
+    """Remove temp files of ``path`` left by killed writers; returns their paths.
+
+    Only files named like this module's temporaries for this target and older
+    than ``older_than_s`` seconds are removed.
+    """
+    path = pathlib.Path(path)
+    removed = []
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    try:
+        candidates = list(folder.glob(f"{_temp_prefix(path)}*"))
+    except OSError:
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _fsync_file(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then move the temp file onto ``path``.
+
+    Args:
+        path: the target file (its folder must exist).
+        write: a callable that writes the whole file at the path it is given
+            (e.g. ``model.save``, ``fig.savefig``); its suffix is kept so
+            suffix-checking writers accept it.
+
+    Returns:
+        ``pathlib.Path(path)``.
+
+    Raises:
+        Whatever ``write`` or the file system raises, with the target unchanged
+        and no temp file left; an ``OSError`` names the target path.
+    """
+    path = pathlib.Path(path)
+    clean_stale_temps(path)
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    # The suffix is kept: writers such as model.save insist on it.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, f"{err.strerror} (writing {path})") from err
+        raise
+    finally:
+        if os.path.exists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+    return path
+
+
+def write_bytes(path, content):
+    """Write ``content`` (bytes) to ``path`` atomically; returns the path."""
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(content)
+
+    return atomic_write(path, write)
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    return write_bytes(path, text.encode("utf-8"))
