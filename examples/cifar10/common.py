@@ -18,15 +18,25 @@ import math
 import keras
 from keras import ops
 
-from keras_basis import BasisConv2D, maths
+import keras_basis
+from keras_basis import maths
 
 __all__ = [
+    "BN_EPSILON",
+    "BN_MOMENTUM",
     "CIFAR_MEAN",
     "CIFAR_STD",
+    "BiasAdd",
     "GroupConv2D",
+    "batch_norm",
+    "bn_relu",
+    "conv",
     "count_model",
+    "init_for",
+    "pad_for_stride",
     "resolve_splits",
     "shortcut_a",
+    "sic",
     "resolve_num_basis",
 ]
 
@@ -35,25 +45,126 @@ CIFAR_MEAN = (125.3, 123.0, 113.9)
 CIFAR_STD = (63.0, 62.1, 66.7)
 
 
-def shortcut_a(x, out_channels, strides, name):
-    """ResNet "option A" shortcut: stride-2 subsampling and zero-padded channels.
+#: PyTorch ``nn.BatchNorm2d`` defaults (eps 1e-5, momentum 0.1 = Keras momentum 0.9),
+#: the authors' BatchNorm everywhere (Keras' own defaults are 1e-3 / 0.99).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
 
-    Built from stock layers only (so saved models load without this module): a 1x1
-    max pooling with stride ``strides`` subsamples, and a ``ZeroPadding3D`` on a
-    ``(h, w, c, 1)`` view centres the ``c`` channels in ``out_channels``, as the
-    authors' ``F.pad(pool, (0, 0, 0, 0, c, c))``.
+
+def batch_norm(name):
+    """``BatchNormalization`` with PyTorch's constants (eps 1e-5, momentum 0.1)."""
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+def bn_relu(x, name):
+    """BatchNorm (PyTorch constants) -> ReLU, layers named ``{name}_bn``/``{name}_relu``."""
+    x = batch_norm(f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def init_for(scheme, kind, fan_in=None):
+    """Initializer of one weight under an init scheme of the authors' code.
+
+    Args:
+        scheme: ``"kaiming"`` (``common.init_kaiming``: conv N(0, 2/fan_in), Linear
+            N(0, 1/c), their biases zero; ResNet basis, DenseNet), ``"vgg"``
+            (``common.init_vgg``: conv N(0, 2/fan_out), Linear N(0, 0.01^2), biases zero)
+            or ``"torch"`` (PyTorch defaults, U(+-1/sqrt(fan_in)) for weights and biases:
+            the CIFAR ResNet baseline, which calls no init; the coefficient-conv biases
+            that ``init_kaiming`` leaves alone).
+        kind: ``"conv"``, ``"dense"``, ``"conv_bias"`` or ``"dense_bias"``.
+        fan_in: inputs of one output (``c * kh * kw``), needed for torch biases.
+
+    Returns:
+        A Keras initializer.
+    """
+    if scheme not in ("kaiming", "vgg", "torch"):
+        raise ValueError(
+            "Invalid value for argument `init`. Expected 'kaiming', 'vgg' or 'torch'. "
+            f"Received init={scheme!r}."
+        )
+    normal = "untruncated_normal"
+    if kind == "conv":
+        if scheme == "torch":
+            return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+        mode = "fan_out" if scheme == "vgg" else "fan_in"
+        return keras.initializers.VarianceScaling(2.0, mode, normal)
+    if kind == "dense":
+        if scheme == "vgg":
+            return keras.initializers.RandomNormal(stddev=0.01)
+        if scheme == "kaiming":
+            return keras.initializers.VarianceScaling(1.0, "fan_in", normal)
+        return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+    if scheme == "torch" or (kind == "conv_bias" and scheme == "kaiming"):
+        bound = 1.0 / math.sqrt(fan_in)
+        return keras.initializers.RandomUniform(-bound, bound)
+    return "zeros"
+
+
+def conv(x, n, k, name, *, strides=1, use_bias=False, init="kaiming"):
+    """``Conv2D`` with the authors' padding (``k // 2`` on every side) and init.
+
+    Stride 1 uses ``padding="same"`` (symmetric for odd ``k``); stride 2 uses an explicit
+    symmetric ``ZeroPadding2D`` + ``"valid"`` (see :func:`pad_for_stride`).
+    """
+    x, padding = pad_for_stride(x, k, strides, name)
+    fan_in = int(x.shape[-1]) * k * k
+    return keras.layers.Conv2D(
+        n, k, strides=strides, padding=padding, use_bias=use_bias,
+        kernel_initializer=init_for(init, "conv"),
+        bias_initializer=init_for(init, "conv_bias", fan_in), name=name,
+    )(x)
+
+
+def pad_for_stride(x, kernel_size, strides, name):
+    """Symmetric padding for a strided conv: returns ``(x, padding)``.
+
+    PyTorch pads ``k // 2`` on every side; TF's ``padding="same"`` with stride 2 on an
+    even size pads 0 top/left and 1 bottom/right, a different function. For
+    ``strides > 1`` this adds ``ZeroPadding2D(k // 2)`` (named ``{name}_pad``) and
+    returns ``"valid"``; otherwise it returns ``x`` unchanged and ``"same"``.
+    """
+    if strides == 1 or kernel_size // 2 == 0:
+        return x, ("same" if strides == 1 else "valid")
+    return keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x), "valid"
+
+
+def sic(x, n, name, *, strides=1, dw_bn=False, pw_bn=False, init="kaiming"):
+    """A single intra-channel conv layer (Factor): depthwise 3x3 -> [BN] -> 1x1 -> [BN]
+    (+ x when the shapes allow) -> ReLU."""
+    c = x.shape[-1]
+    y, padding = pad_for_stride(x, 3, strides, f"{name}_dw")
+    y = keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=False,
+                                     name=f"{name}_dw")(y)
+    if dw_bn:
+        y = batch_norm(f"{name}_dw_bn")(y)
+    y = conv(y, n, 1, f"{name}_pw", init=init)
+    if pw_bn:
+        y = batch_norm(f"{name}_pw_bn")(y)
+    if c == n and strides == 1:
+        y = keras.layers.Add(name=f"{name}_add")([y, x])
+    return keras.layers.ReLU(name=f"{name}_relu")(y)
+
+
+def shortcut_a(x, out_channels, strides, name):
+    """ResNet "option A" shortcut as the authors: 2x2 average pooling, zero channels.
+
+    The authors' ``DownSampleA`` (``F.avg_pool2d(x, 2)`` then ``F.pad(pool, (0, 0, 0,
+    0, c, c))``). Built from stock layers only (so saved models load without this
+    module): ``AveragePooling2D(strides)`` and a ``ZeroPadding3D`` on a ``(h, w, c, 1)``
+    view that centres the ``c`` channels in ``out_channels``.
 
     Args:
         x: 4D tensor with static spatial size.
         out_channels: channels of the output.
-        strides: subsampling factor.
+        strides: pooling size and stride.
         name: prefix of the layer names.
 
     Returns:
         The shortcut tensor.
     """
     if strides > 1:
-        x = keras.layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
+        x = keras.layers.AveragePooling2D(strides, name=f"{name}_pool")(x)
     _, h, w, c = x.shape
     extra = out_channels - c
     if extra:
@@ -62,6 +173,41 @@ def shortcut_a(x, out_channels, strides, name):
         x = keras.layers.ZeroPadding3D(((0, 0), (0, 0), (lo, extra - lo)), name=f"{name}_pad")(x)
         x = keras.layers.Reshape((h, w, out_channels), name=f"{name}_squeeze")(x)
     return x
+
+
+@keras.saving.register_keras_serializable(package="keras_basis_examples")
+class BiasAdd(keras.layers.Layer):
+    """Adds a learned per-channel bias (the authors' per-site ``basis_bias``).
+
+    The authors give every basis conv its own bias even where the basis itself is shared
+    (ResNet-56 stage bases, DenseNet's network-wide basis, Basis-S): a shared
+    ``BasisConv2D(use_bias=False)`` followed by one ``BiasAdd`` per call site.
+
+    Args:
+        bias_initializer: initializer of the bias (default zeros, as the authors).
+
+    Example:
+
+    >>> y = BiasAdd(name="b")(keras.Input((8, 8, 24)))   # 24 weights
+    """
+
+    def __init__(self, bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(int(input_shape[-1]),),
+                                    initializer=self.bias_initializer)
+
+    def call(self, x):
+        return x + ops.cast(self.bias, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer)}
 
 
 @keras.saving.register_keras_serializable(package="keras_basis_examples")
@@ -78,6 +224,8 @@ class GroupConv2D(keras.layers.Layer):
         groups: number of groups (divides the input channels and ``filters``).
         strides: int.
         kernel_initializer: as in ``Conv2D``.
+        padding: ``"same"`` (default) or ``"valid"`` (after an explicit symmetric
+            ``ZeroPadding2D`` for stride 2, see :func:`pad_for_stride`).
 
     Example:
 
@@ -85,7 +233,7 @@ class GroupConv2D(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size, groups, strides=1,
-                 kernel_initializer="he_normal", **kwargs):
+                 kernel_initializer="he_normal", padding="same", **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("filters", filters), ("kernel_size", kernel_size),
                            ("groups", groups), ("strides", strides)):
@@ -100,7 +248,12 @@ class GroupConv2D(keras.layers.Layer):
                 f"divisor of filters={filters}. Received groups={groups}."
             )
         self.filters, self.kernel_size, self.groups = filters, kernel_size, groups
-        self.strides = strides
+        if padding not in ("same", "valid"):
+            raise ValueError(
+                f"Invalid value for argument `padding` of layer '{self.name}'. Expected "
+                f"'same' or 'valid'. Received padding={padding!r}."
+            )
+        self.strides, self.padding = strides, padding
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -122,20 +275,24 @@ class GroupConv2D(keras.layers.Layer):
         else:
             xs = ops.split(x, self.groups, axis=-1)
             ks = ops.split(self.kernel, self.groups, axis=-1)
-        ys = [ops.conv(xi, ki, strides=self.strides, padding="same") for xi, ki in zip(xs, ks)]
+        ys = [ops.conv(xi, ki, strides=self.strides, padding=self.padding)
+              for xi, ki in zip(xs, ks)]
         return ys[0] if len(ys) == 1 else ops.concatenate(ys, axis=-1)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
-        h = None if h is None else math.ceil(h / self.strides)
-        w = None if w is None else math.ceil(w / self.strides)
+        k, st = self.kernel_size, self.strides
+        if self.padding == "same":
+            h, w = (None if v is None else math.ceil(v / st) for v in (h, w))
+        else:
+            h, w = (None if v is None else (v - k) // st + 1 for v in (h, w))
         return (n, h, w, self.filters)
 
     def get_config(self):
         config = super().get_config()
         config.update({
             "filters": self.filters, "kernel_size": self.kernel_size, "groups": self.groups,
-            "strides": self.strides,
+            "strides": self.strides, "padding": self.padding,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         })
         return config
@@ -190,33 +347,6 @@ def check_variant(variant, allowed, network):
         )
 
 
-def _node_macs(layer, node):
-    ins = node.input_tensors
-    outs = node.output_tensors
-    if not ins or not outs:
-        return 0
-    x, y = ins[0], outs[0]
-    if isinstance(layer, BasisConv2D):
-        c = int(x.shape[-1])
-        kh, kw = layer.kernel_size
-        p = layer.depth if c % layer.depth == 0 else c
-        s = c // p
-        return kh * kw * p * layer.num_basis * s * y.shape[1] * y.shape[2]
-    if isinstance(layer, GroupConv2D):
-        k = layer.kernel_size
-        return k * k * (int(x.shape[-1]) // layer.groups) * layer.filters * y.shape[1] * y.shape[2]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        kh, kw = layer.kernel_size
-        return kh * kw * int(y.shape[-1]) * y.shape[1] * y.shape[2]
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw = layer.kernel_size
-        c = int(x.shape[-1])
-        return kh * kw * (c // layer.groups) * layer.filters * y.shape[1] * y.shape[2]
-    if isinstance(layer, keras.layers.Dense):
-        return int(x.shape[-1]) * layer.units
-    return 0
-
-
 def _walk(model):
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -232,8 +362,10 @@ def count_model(model):
         model: a built ``keras.Model`` (nested models are walked).
 
     Returns:
-        dict with ``params`` (paper convention, no BatchNorm), ``trainable``
-        (Keras' trainable count) and ``macs`` (one image).
+        dict with ``params`` (paper convention: unique trainable weights outside
+        BatchNorm), ``trainable`` (Keras' trainable count), ``macs`` (one image, every
+        call of every layer: ``keras_basis.count_macs``) and ``bn`` (BatchNorm's
+        trainable weights).
 
     Example:
 
@@ -243,7 +375,6 @@ def count_model(model):
     seen = set()
     params = 0
     bn = 0
-    macs = 0
     for layer in _walk(model):
         for w in layer.trainable_weights:
             key = id(w)
@@ -255,7 +386,6 @@ def count_model(model):
                 bn += size
             else:
                 params += size
-        for node in getattr(layer, "_inbound_nodes", []):
-            macs += int(_node_macs(layer, node))
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
-    return {"params": params, "trainable": trainable, "macs": macs, "bn": bn}
+    return {"params": params, "trainable": trainable, "macs": keras_basis.count_macs(model),
+            "bn": bn}

@@ -7,14 +7,19 @@ BN -> ReLU -> 1x1 conv (c -> c) -> 2x2 average pooling. Variants (authors'
 
 - ``"basis"``: one network-wide ``BasisConv2D`` of depth 444 (the widest input); a
   layer with c inputs uses its first c channels (Fig. 3). Dense layer: BN -> ReLU ->
-  basis -> BN -> ReLU -> conv to 12 channels. The authors' script leaves that conv at
-  3x3 (``--k_size2`` defaults to 3) and this reproduces the paper's 331k for M36T6, so
+  basis (+ its own bias, ``BiasAdd``) -> BN -> ReLU -> conv (+ bias) to 12 channels.
+  The authors' script leaves that conv at 3x3 (``--k_size2`` defaults to 3) and this
+  reproduces the paper's 331k for M36T6 (332,626 with the biases), so
   ``coef_kernel=3`` is the default; ``coef_kernel=1`` gives the plain 1x1 coefficients.
   Transitions with T > 1 become c -> c/T -> c 1x1 pairs (a rank-c/T basis pair,
   ``BasisConv2D(c // T, 1)`` -> ``Conv2D(c, 1)``) with the authors' identity residual.
   Configurations of Tables 4/7: M24, M26, M32 (T = 1), M36T6, M38T12.
 - ``"factor"``: 3x3 conv -> SIC(c -> 12) -> SIC(12 -> 12).
 - ``"group"``: grouped 3x3 (3 groups while c <= 252, then 6) -> 1x1.
+
+BatchNorm uses PyTorch's constants (eps 1e-5, momentum 0.1); the init is the authors'
+``init_kaiming`` (conv N(0, 2/fan_in), Linear N(0, 1/c)); the shared basis is
+Kaiming-uniform.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ import re
 
 import keras
 
-from examples.cifar10.common import GroupConv2D, check_variant
+from examples.cifar10.common import (
+    BiasAdd,
+    GroupConv2D,
+    bn_relu,
+    check_variant,
+    conv,
+    init_for,
+    sic,
+)
 from keras_basis import BasisConv2D
 
 __all__ = ["densenet", "densenet40", "DENSENET_VARIANTS", "DENSENET_CONFIGS"]
@@ -37,28 +50,6 @@ DENSENET_CONFIGS = {
     "M36T6": (36, 6),
     "M38T12": (38, 12),
 }
-
-
-def _bn_relu(x, name):
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _conv(x, n, k, name):
-    return keras.layers.Conv2D(
-        n, k, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=name,
-    )(x)
-
-
-def _sic(x, n, name):
-    c = x.shape[-1]
-    y = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    y = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(y)
-    y = _conv(y, n, 1, f"{name}_pw")
-    if c == n:
-        y = keras.layers.Add(name=f"{name}_add")([y, x])
-    return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
 def _parse_config(config):
@@ -84,6 +75,7 @@ def densenet(
     coef_kernel=3,
     transition_residual=True,
     group_rule=((252, 3), (None, 6)),
+    init="kaiming",
     name=None,
 ):
     """DenseNet-``depth``-``growth`` (no bottleneck) in one of four variants.
@@ -102,6 +94,8 @@ def densenet(
             output as the authors' code does.
         group_rule: ``"group"``: ``((max_c, groups), ...)``; the first rule with
             ``c <= max_c`` (None: any c) gives the number of groups.
+        init: ``"kaiming"`` (the authors' ``init_kaiming``, default), ``"vgg"`` or
+            ``"torch"`` (see ``common.init_for``).
         name: model name (default ``densenet{depth}_{variant}``).
 
     Returns:
@@ -118,6 +112,7 @@ def densenet(
             "Invalid value for argument `depth` of densenet. Expected 3n + 4 (e.g. 40). "
             f"Received depth={depth!r}."
         )
+    init_for(init, "conv")  # validates
     n_layers = (depth - 4) // 3
     m, t = _parse_config(config)
     basis = None
@@ -126,40 +121,46 @@ def densenet(
         basis = BasisConv2D(m, 3, depth=full_depth, padding="same", name="shared_basis")
 
     inputs = keras.Input(input_shape, name="image")
-    x = _conv(inputs, 2 * growth, 3, "conv1")
+    x = conv(inputs, 2 * growth, 3, "conv1", init=init)
     for b in range(3):
         for i in range(n_layers):
             pre = f"block{b + 1}_layer{i + 1}"
             c = x.shape[-1]
-            y = _bn_relu(x, pre)
+            y = bn_relu(x, pre)
             if variant == "baseline":
-                y = _conv(y, growth, 3, f"{pre}_conv")
+                y = conv(y, growth, 3, f"{pre}_conv", init=init)
             elif variant == "basis":
-                y = _bn_relu(basis(y), f"{pre}_basis")
-                y = _conv(y, growth, coef_kernel, f"{pre}_coef")
+                y = BiasAdd(name=f"{pre}_basis_bias")(basis(y))
+                y = bn_relu(y, f"{pre}_basis")
+                y = conv(y, growth, coef_kernel, f"{pre}_coef", use_bias=True, init=init)
             elif variant == "factor":
-                y = _sic(y, growth, f"{pre}_sic1")
-                y = _sic(y, growth, f"{pre}_sic2")
+                y = sic(y, growth, f"{pre}_sic1", dw_bn=True, init=init)
+                y = sic(y, growth, f"{pre}_sic2", dw_bn=True, init=init)
             else:
                 groups = next(g for limit, g in group_rule if limit is None or c <= limit)
-                y = GroupConv2D(growth, 3, groups, name=f"{pre}_group")(y)
-                y = _conv(y, growth, 1, f"{pre}_pw")
+                y = GroupConv2D(growth, 3, groups, kernel_initializer=init_for(init, "conv"),
+                                name=f"{pre}_group")(y)
+                y = conv(y, growth, 1, f"{pre}_pw", init=init)
             x = keras.layers.Concatenate(name=f"{pre}_concat")([x, y])
         if b < 2:
             pre = f"transition{b + 1}"
             c = x.shape[-1]
-            y = _bn_relu(x, pre)
+            y = bn_relu(x, pre)
             if variant == "basis" and t > 1:
-                y = BasisConv2D(c // t, 1, splits=1, name=f"{pre}_basis")(y)
-                y = _conv(y, c, 1, f"{pre}_coef")
+                y = BasisConv2D(c // t, 1, splits=1, basis_initializer=init_for(init, "conv"),
+                                name=f"{pre}_basis")(y)
+                y = conv(y, c, 1, f"{pre}_coef", init=init)
                 if transition_residual:
                     y = keras.layers.Add(name=f"{pre}_add")([y, x])
             else:
-                y = _conv(y, c, 1, f"{pre}_conv")
+                y = conv(y, c, 1, f"{pre}_conv", init=init)
             x = keras.layers.AveragePooling2D(2, name=f"{pre}_pool")(y)
-    x = _bn_relu(x, "final")
+    x = bn_relu(x, "final")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(num_classes, name="fc")(x)
+    outputs = keras.layers.Dense(
+        num_classes, kernel_initializer=init_for(init, "dense"),
+        bias_initializer=init_for(init, "dense_bias", int(x.shape[-1])), name="fc",
+    )(x)
     return keras.Model(inputs, outputs, name=name or f"densenet{depth}_{variant}")
 
 

@@ -5,15 +5,22 @@ ofsoundof/learning_filter_basis; every 3x3 conv of the residual blocks is replac
 the first conv and the classifier are kept):
 
 - ``"baseline"``: conv -> BN -> ReLU -> conv -> BN, + shortcut, ReLU.
-- ``"basis"``: each conv becomes ``BasisConv2D`` -> 1x1 coefficients.
+- ``"basis"``: each conv becomes ``BasisConv2D`` (+ bias) -> 1x1 coefficients (+ bias).
   ``share="stage"`` (the paper's Table 8): one basis per stage shared by its 18 convs;
-  the stride-2 first conv of stages 2 and 3 uses the previous stage's basis.
+  the stride-2 first conv of stages 2 and 3 uses the previous stage's basis; every
+  call site has its own basis bias (``BiasAdd``), as the authors' ``basis_bias``.
   ``share="layer"``: one basis per conv, ``splits`` by rule (``"auto"`` = Eq. 13,
   ``1`` = 3D low rank, ``"channel"`` = s = c) and ``num_basis`` or ``ratio``.
 - ``"factor"`` (Wang et al., ICCV-W 2017): each conv becomes two SIC layers
   (depthwise 3x3 -> 1x1, with an identity residual when the shape allows).
 - ``"group"`` (Peng et al., ECCV 2018): grouped 3x3 (group size 4/4/8 per stage, the
   paper's sizes) -> 1x1.
+
+With the same weights the networks compute the authors' function
+(``python -m examples.port_authors`` ports their checkpoints and checks it): stride-2
+convs pad 1 on every side (explicit ``ZeroPadding2D`` + ``"valid"``; TF's ``"same"``
+pads only bottom/right), the option-A shortcut is 2x2 average pooling + zero channels,
+BatchNorm uses PyTorch's eps 1e-5 / momentum 0.1, and the first conv has a bias.
 """
 
 from __future__ import annotations
@@ -21,11 +28,17 @@ from __future__ import annotations
 import keras
 
 from examples.cifar10.common import (
+    BiasAdd,
     GroupConv2D,
+    batch_norm,
     check_variant,
+    conv,
+    init_for,
+    pad_for_stride,
     resolve_num_basis,
     resolve_splits,
     shortcut_a,
+    sic,
 )
 from keras_basis import BasisConv2D
 
@@ -50,26 +63,6 @@ def _per_stage(value, name):
     return (value,) * 3
 
 
-def _conv(n, k, strides, name):
-    return keras.layers.Conv2D(
-        n, k, strides=strides, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=name,
-    )
-
-
-def _sic(x, n, strides, name):
-    """A single intra-channel convolution layer of Factor: depthwise 3x3 -> 1x1 (+x)."""
-    c = x.shape[-1]
-    y = keras.layers.DepthwiseConv2D(
-        3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw"
-    )(x)
-    y = keras.layers.Conv2D(n, 1, use_bias=False, kernel_initializer="he_normal",
-                            name=f"{name}_pw")(y)
-    if c == n and strides == 1:
-        y = keras.layers.Add(name=f"{name}_add")([y, x])
-    return keras.layers.ReLU(name=f"{name}_relu")(y)
-
-
 def resnet(
     depth=56,
     variant="baseline",
@@ -81,6 +74,7 @@ def resnet(
     splits=None,
     ratio=None,
     group_sizes=PAPER_GROUP_SIZES,
+    init=None,
     name=None,
 ):
     """A CIFAR ResNet-``depth`` (``depth = 6n + 2``) in one of four variants.
@@ -99,6 +93,10 @@ def resnet(
             ``"auto"`` (Eq. 13, default), ``"channel"`` or an int.
         ratio: ``share="layer"`` only: fraction of each conv's weights to keep.
         group_sizes: ``"group"``: channels per group in each stage (int or 3-tuple).
+        init: weight init of the authors' code: ``"torch"`` (PyTorch defaults; default
+            of ``"baseline"``, whose CIFAR builder calls no init), ``"kaiming"``
+            (``init_kaiming``: conv N(0, 2/fan_in), Linear N(0, 1/c); default of the
+            other variants; bases Kaiming-uniform, basis biases zero) or ``"vgg"``.
         name: model name (default ``resnet{depth}_{variant}``).
 
     Returns:
@@ -120,6 +118,9 @@ def resnet(
             f"Invalid value for argument `share` of resnet. Expected 'stage' or 'layer'. "
             f"Received share={share!r}."
         )
+    if init is None:
+        init = "torch" if variant == "baseline" else "kaiming"
+    init_for(init, "conv")  # validates
     n_blocks = (depth - 2) // 6
     bases = None
     if variant == "basis" and share == "stage":
@@ -137,45 +138,52 @@ def resnet(
     def conv_unit(x, n, strides, stage, first_of_stage, name):
         c = x.shape[-1]
         if variant == "baseline":
-            return _conv(n, 3, strides, name)(x)
+            return conv(x, n, 3, name, strides=strides, init=init)
         if variant == "basis":
+            xp, padding = pad_for_stride(x, 3, strides, f"{name}_basis")
             if bases is not None:
                 basis = bases[stage - 1] if first_of_stage and stage > 0 else bases[stage]
-                y = basis(x, strides=strides)
+                y = basis(xp, strides=strides, padding=padding)
+                y = BiasAdd(name=f"{name}_basis_bias")(y)
             else:
                 s = resolve_splits(splits, c, n)
                 m = resolve_num_basis(num_basis, ratio, c, n, s)
-                y = BasisConv2D(m, 3, splits=s, strides=strides, padding="same",
-                                name=f"{name}_basis")(x)
-            return _conv(n, 1, 1, f"{name}_coef")(y)
+                y = BasisConv2D(m, 3, splits=s, strides=strides, padding=padding,
+                                use_bias=True, name=f"{name}_basis")(xp)
+            return conv(y, n, 1, f"{name}_coef", use_bias=True, init=init)
         if variant == "factor":
-            y = _sic(x, c, strides, f"{name}_sic1")
-            return _sic(y, n, 1, f"{name}_sic2")
+            y = sic(x, c, f"{name}_sic1", strides=strides, init=init)
+            return sic(y, n, f"{name}_sic2", init=init)
         # group
         groups = max(1, c // gs[stage])
-        y = GroupConv2D(c, 3, groups, strides=strides, name=f"{name}_group")(x)
-        return _conv(n, 1, 1, f"{name}_pw")(y)
+        xp, padding = pad_for_stride(x, 3, strides, f"{name}_group")
+        y = GroupConv2D(c, 3, groups, strides=strides, padding=padding,
+                        kernel_initializer=init_for(init, "conv"), name=f"{name}_group")(xp)
+        return conv(y, n, 1, f"{name}_pw", init=init)
 
     inputs = keras.Input(input_shape, name="image")
-    x = _conv(16, 3, 1, "conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = conv(inputs, 16, 3, "conv1", use_bias=True, init=init)
+    x = batch_norm("conv1_bn")(x)
     x = keras.layers.ReLU(name="conv1_relu")(x)
     for stage, w in enumerate(WIDTHS):
         for b in range(n_blocks):
             strides = 2 if stage > 0 and b == 0 else 1
             pre = f"stage{stage + 1}_block{b + 1}"
             y = conv_unit(x, w, strides, stage, b == 0, f"{pre}_conv1")
-            y = keras.layers.BatchNormalization(name=f"{pre}_bn1")(y)
+            y = batch_norm(f"{pre}_bn1")(y)
             y = keras.layers.ReLU(name=f"{pre}_relu1")(y)
             y = conv_unit(y, w, 1, stage, False, f"{pre}_conv2")
-            y = keras.layers.BatchNormalization(name=f"{pre}_bn2")(y)
+            y = batch_norm(f"{pre}_bn2")(y)
             shortcut = x
             if strides != 1 or x.shape[-1] != w:
                 shortcut = shortcut_a(x, w, strides, f"{pre}_shortcut")
             x = keras.layers.Add(name=f"{pre}_add")([y, shortcut])
             x = keras.layers.ReLU(name=f"{pre}_out")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(num_classes, name="fc")(x)
+    outputs = keras.layers.Dense(
+        num_classes, kernel_initializer=init_for(init, "dense"),
+        bias_initializer=init_for(init, "dense_bias", int(x.shape[-1])), name="fc",
+    )(x)
     return keras.Model(inputs, outputs, name=name or f"resnet{depth}_{variant}")
 
 

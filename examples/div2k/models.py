@@ -8,12 +8,16 @@ and 9, with the layer placement of the authors' code:
   (conv -> BN -> PReLU -> conv -> BN), conv + BN, global skip, pixel-shuffle
   upsampling (conv -> shuffle -> PReLU per x2 / once for x3), 3x3 output conv.
   Basis blocks ("bn_every"): basis -> BN -> PReLU -> 1x1 -> BN -> PReLU, twice.
+  As in the authors' code, ONE PReLU (one slope, layer ``act``) serves the head and
+  every block (``shared_prelu=False``: one per site); the upsampler has its own.
 - EDSR (Lim et al.): DIV2K mean shift, 3x3 head conv, residual blocks
   (conv -> ReLU -> conv, scaled by ``res_scale``), conv, global skip, pixel shuffle
   without activation, 3x3 output conv. EDSR = 32 x 256 with ``res_scale=0.1``;
   EDSR-8-128 = 8 x 128 with ``res_scale=1``. Basis blocks: basis -> 1x1 -> ReLU ->
   basis -> 1x1; Basis-S: one basis shared by the two convolutions of a block (one
-  ``BasisConv2D`` instance called twice).
+  ``BasisConv2D`` instance called twice, each call with its own bias ``BiasAdd``).
+- Every basis conv has a bias (the authors' ``basis_bias``), every 1x1 coefficient conv
+  too (``proj_bias``).
 - Factor (Wang et al., ICCV 2017) as re-implemented by the authors: every block conv
   becomes ``sic_layers`` SIC layers, each depthwise kxk -> 1x1 -> + input -> act.
 
@@ -35,6 +39,8 @@ import re
 import keras
 from keras import layers
 
+from examples.cifar10.common import BiasAdd
+from examples.div2k.layers import DIV2K_RGB_MEAN, MeanShift, PixelShuffle
 from keras_basis import BasisConv2D
 
 __all__ = [
@@ -53,83 +59,17 @@ __all__ = [
     "weight_count",
 ]
 
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-_PACKAGE = "keras_basis_div2k"
 _KERNEL_NAMES = ("kernel", "depthwise_kernel", "basis")
 _BLOCK_RE = re.compile(r"^block(\d+)_")
 BASIS_INITS = ("authors", "matched")  # from-scratch init of basis convs (basis_init)
-
-
-# ----------------------------------------------------------------------------- layers
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PixelShuffle(layers.Layer):
-    """Sub-pixel upsampling: ``(N, H, W, C*r*r) -> (N, H*r, W*r, C)``.
-
-    ``keras.ops.depth_to_space``: ``tf.nn.depth_to_space`` on the TensorFlow backend
-    (TFLite builtin ``DEPTH_TO_SPACE``), the same channel order on JAX and PyTorch. That
-    order differs from PyTorch's ``nn.PixelShuffle``, which only matters when porting
-    weights.
-
-    Args:
-        scale: the upsampling factor ``r`` (positive int).
-    """
-
-    def __init__(self, scale, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(
-                f"Invalid value for argument `scale` of layer '{self.name}'. Expected a "
-                f"positive int. Received scale={scale!r}."
-            )
-        self.scale = scale
-
-    def call(self, inputs):
-        return keras.ops.depth_to_space(inputs, self.scale)
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        r = self.scale
-        return (n, None if h is None else h * r, None if w is None else w * r, c // (r * r))
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class MeanShift(layers.Layer):
-    """Adds ``sign * rgb_range * mean`` per channel (EDSR's sub_mean / add_mean).
-
-    Args:
-        mean: per-channel mean in 0-1 units (default: the DIV2K RGB mean).
-        sign: -1 to subtract, +1 to add back.
-        rgb_range: the pixel range (255).
-    """
-
-    def __init__(self, mean=DIV2K_RGB_MEAN, sign=-1, rgb_range=255.0, **kwargs):
-        super().__init__(**kwargs)
-        if sign not in (-1, 1):
-            raise ValueError(
-                f"Invalid value for argument `sign` of layer '{self.name}'. Expected -1 or "
-                f"1. Received sign={sign!r}."
-            )
-        self.mean = tuple(float(v) for v in mean)
-        self.sign = int(sign)
-        self.rgb_range = float(rgb_range)
-
-    def call(self, inputs):
-        shift = [self.sign * self.rgb_range * m for m in self.mean]
-        return inputs + keras.ops.convert_to_tensor(shift, dtype=inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "mean": list(self.mean),
-            "sign": self.sign,
-            "rgb_range": self.rgb_range,
-        }
+#: The ``basis_init`` argument of :func:`srresnet` and :func:`edsr`.
+BASIS_INIT_DOC = (
+    '``"matched"`` (default: composed filters start with the plain conv\'s default-init '
+    'variance) or ``"authors"`` (Kaiming-uniform basis and coefficients, the released '
+    'code). From scratch on EDSR-8-128 x4 (4,500 equal steps, benchmarks/RESULTS.md) '
+    '"matched" gave Set5 29.45 dB where "authors" gave 26.24 dB; see '
+    '``_basis_initializers``. A measured improvement, so it stays the default.'
+)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -162,6 +102,11 @@ def _prelu(name):
 
 def _act(kind, name):
     return _prelu(name) if kind == "prelu" else layers.ReLU(name=name)
+
+
+def _site_prelu(shared):
+    """A function name -> PReLU layer: the one ``shared`` layer, or a new one per site."""
+    return (lambda name: shared) if shared is not None else _prelu
 
 
 def _check_int(name, value, builder, allowed=None, minimum=1):
@@ -217,6 +162,16 @@ def _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_l
     return depth
 
 
+def _mean_shift(kind, sign, name):
+    if kind == "constant":
+        return MeanShift(sign=sign, name=name)
+    shift = [sign * 255.0 * m for m in DIV2K_RGB_MEAN]
+    eye = [[[[1.0 if i == j else 0.0 for j in range(3)] for i in range(3)]]]
+    return layers.Conv2D(3, 1, kernel_initializer=keras.initializers.Constant(eye),
+                         bias_initializer=keras.initializers.Constant(shift),
+                         trainable=False, name=name)
+
+
 def _upsampler(x, scale, channels, act):
     if scale == 3:
         steps = [(3, "up1")]
@@ -260,20 +215,24 @@ def _basis_initializers(basis_init):
 
 
 def _make_bases(prefix, num_basis, depth, share, basis_init):
+    """Two callables x -> basis responses (+ the authors' per-conv basis bias)."""
     init = _basis_initializers(basis_init)[0]
 
-    def make(name):
+    def make(name, use_bias):
         return BasisConv2D(num_basis, 3, depth=depth, padding="same", basis_initializer=init,
-                           name=name)
+                           use_bias=use_bias, name=name)
 
     if share:
-        shared = make(f"{prefix}_basis")
-        return shared, shared
-    return make(f"{prefix}_conv1_basis"), make(f"{prefix}_conv2_basis")
+        shared = make(f"{prefix}_basis", False)
+        return tuple(
+            (lambda x, k=k: BiasAdd(name=f"{prefix}_conv{k}_basis_bias")(shared(x)))
+            for k in (1, 2)
+        )
+    return make(f"{prefix}_conv1_basis", True), make(f"{prefix}_conv2_basis", True)
 
 
 # ------------------------------------------------------------------------- blocks
-def _srresnet_block(x, i, channels, num_basis, depth, share, sic_layers, basis_init):
+def _srresnet_block(x, i, channels, num_basis, depth, share, sic_layers, basis_init, prelu):
     p = f"block{i:02d}"
     skip = x
     if num_basis is not None:
@@ -281,10 +240,10 @@ def _srresnet_block(x, i, channels, num_basis, depth, share, sic_layers, basis_i
         for k, basis in enumerate(bases, start=1):  # BN after each: init scale is moot
             x = basis(x)
             x = _bn(f"{p}_conv{k}_basis_bn")(x)
-            x = _prelu(f"{p}_conv{k}_basis_act")(x)
+            x = prelu(f"{p}_conv{k}_basis_act")(x)
             x = _conv(channels, 1, f"{p}_conv{k}_coef")(x)
             x = _bn(f"{p}_conv{k}_bn")(x)
-            x = _prelu(f"{p}_conv{k}_act")(x)
+            x = prelu(f"{p}_conv{k}_act")(x)
     else:
         for k in (1, 2):
             if sic_layers is None:
@@ -293,7 +252,7 @@ def _srresnet_block(x, i, channels, num_basis, depth, share, sic_layers, basis_i
                 x = _sic_stack(x, sic_layers, "prelu", f"{p}_conv{k}")
             x = _bn(f"{p}_conv{k}_bn")(x)
             if k == 1:
-                x = _prelu(f"{p}_act")(x)
+                x = prelu(f"{p}_act")(x)
     return layers.Add(name=f"{p}_add")([x, skip])
 
 
@@ -330,6 +289,7 @@ def srresnet(
     share_basis=False,
     sic_layers=None,
     basis_init="matched",
+    shared_prelu=True,
     input_shape=(None, None, 3),
     name=None,
 ):
@@ -346,11 +306,9 @@ def srresnet(
             ``channels``, i.e. one split); must divide ``channels``.
         share_basis: one basis for the two convs of a block (Basis-S).
         sic_layers: Factor baseline instead: SIC layers per block conv.
-        basis_init: from-scratch init of basis convs: ``"matched"`` (default: composed
-            filters start with the plain conv's default-init variance) or ``"authors"``
-            (Kaiming-uniform basis and coefficients, the released code). From scratch on
-            EDSR-8-128 x4 (4,500 equal steps, benchmarks/RESULTS.md) "matched" gave
-            Set5 29.45 dB where "authors" gave 26.24 dB; see ``_basis_initializers``.
+        basis_init: from-scratch init of basis convs (see :data:`BASIS_INIT_DOC`).
+        shared_prelu: one PReLU (layer ``act``) for the head and all blocks, as the
+            authors' ``act = nn.PReLU()`` (default); False: one per site.
         input_shape: ``(H, W, 3)``; ``None`` sizes accept any image.
         name: model name.
 
@@ -367,11 +325,12 @@ def srresnet(
     _check_int("channels", channels, builder)
     depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
                            basis_init)
+    prelu = _site_prelu(_prelu("act") if shared_prelu else None)
     inputs = keras.Input(input_shape, name="lr")
-    x = head = _prelu("head_act")(_conv(channels, 9, "head_conv")(inputs))
+    x = head = prelu("head_act")(_conv(channels, 9, "head_conv")(inputs))
     for i in range(1, num_blocks + 1):
         x = _srresnet_block(x, i, channels, num_basis, depth, share_basis, sic_layers,
-                            basis_init)
+                            basis_init, prelu)
     x = _bn("body_bn")(_conv(channels, 3, "body_conv")(x))
     x = layers.Add(name="body_add")([x, head])
     x = _upsampler(x, scale, channels, act=True)
@@ -390,6 +349,7 @@ def edsr(
     share_basis=False,
     sic_layers=None,
     basis_init="matched",
+    mean_shift="constant",
     input_shape=(None, None, 3),
     name=None,
 ):
@@ -405,11 +365,11 @@ def edsr(
         basis_depth: ``p`` (default ``channels``: one split); divides ``channels``.
         share_basis: one basis for the two convs of a block (Basis-S).
         sic_layers: Factor baseline instead: SIC layers per block conv.
-        basis_init: from-scratch init of basis convs: ``"matched"`` (default: composed
-            filters start with the plain conv's default-init variance) or ``"authors"``
-            (Kaiming-uniform basis and coefficients, the released code). From scratch on
-            EDSR-8-128 x4 (4,500 equal steps, benchmarks/RESULTS.md) "matched" gave
-            Set5 29.45 dB where "authors" gave 26.24 dB; see ``_basis_initializers``.
+        basis_init: from-scratch init of basis convs (see :data:`BASIS_INIT_DOC`).
+        mean_shift: ``"constant"`` (default: :class:`MeanShift`, fixed) or ``"conv"``
+            (non-trainable 1x1 ``Conv2D`` ``sub_mean``/``add_mean`` initialised to the
+            same shift: the authors' ``MeanShift`` is a conv whose weights their
+            optimizer may have changed; ``examples.port_authors`` uses it then).
         input_shape: ``(H, W, 3)``; ``None`` sizes accept any image.
         name: model name.
 
@@ -431,8 +391,13 @@ def edsr(
         )
     depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
                            basis_init)
+    if mean_shift not in ("constant", "conv"):
+        raise ValueError(
+            f"Invalid value for argument `mean_shift` of {builder}(). Expected 'constant' or "
+            f"'conv'. Received mean_shift={mean_shift!r}."
+        )
     inputs = keras.Input(input_shape, name="lr")
-    x = MeanShift(sign=-1, name="sub_mean")(inputs)
+    x = _mean_shift(mean_shift, -1, "sub_mean")(inputs)
     x = head = _conv(channels, 3, "head_conv")(x)
     for i in range(1, num_blocks + 1):
         x = _edsr_block(x, i, channels, float(res_scale), num_basis, depth, share_basis,
@@ -441,7 +406,7 @@ def edsr(
     x = layers.Add(name="body_add")([x, head])
     x = _upsampler(x, scale, channels, act=False)
     x = _conv(3, 3, "tail_conv")(x)
-    outputs = MeanShift(sign=1, name="add_mean")(x)
+    outputs = _mean_shift(mean_shift, 1, "add_mean")(x)
     return keras.Model(inputs, outputs, name=name or f"edsr_{num_blocks}_{channels}_x{scale}")
 
 
