@@ -10,8 +10,8 @@ DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV op), so they are the work 
 runtime is asked to do. Parameters are the weights the file stores (Keras weights
 without BatchNorm, which folds into the convolutions; a shared basis counted once).
 
-Targets (issue 4): latency ratio <= 1.25 x FLOPs ratio; int8 basis file smaller than
-the int8 original by the parameter ratio. Where a target is missed, ``--profile``
+Targets (benchmarks/RESULTS.md): latency ratio <= 1.25 x FLOPs ratio; int8 basis file
+smaller than the int8 original by the parameter ratio. Where a target is missed, ``--profile``
 times every basis pair against its dense form as one-layer models
 (``keras_basis.tflite.fold_plan``), and ``--fold`` adds a "basis, fold=auto" row: the
 export option that folds back the pairs whose dense form measured faster.
@@ -22,6 +22,10 @@ and pooled, so that load changes on a shared machine hit every file alike.
     python benchmarks/tflite_bench.py                       # all, ~15-30 min on 2 cores
     python benchmarks/tflite_bench.py --nets resnet56 --profile --fold
     python benchmarks/tflite_bench.py --layer-profile      # SR block layers one by one
+    python benchmarks/tflite_bench.py --nets srresnet --keep-prelu   # PReLU as PRELU
+
+``--keep-prelu`` exports with ``export_tflite(prelu_to_leaky_relu=False)``: a PReLU
+with one slope stays a PRELU op instead of the equal LEAKY_RELU.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_basis  # noqa: E402
+from keras_basis import fileio  # noqa: E402
 from keras_basis import tflite as kt  # noqa: E402
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
@@ -67,11 +72,10 @@ def build(net, variant):
 def randomize_bn(model, seed=0):
     """Non-trivial BatchNorm statistics (random weights, as a trained net has)."""
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    for bn in (x for x in model.layers if isinstance(x, keras.layers.BatchNormalization)):
+        n = bn.moving_mean.shape[0]
+        bn.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
+        bn.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
 
 
 def stored_params(model):
@@ -134,7 +138,7 @@ def interleaved(paths, threads, runs, rounds, warmup):
 
 
 # ------------------------------------------------------- per-layer profile
-def layer_profile(precisions, threads=1, runs=5):
+def layer_profile(precisions, out, keep_prelu=False, threads=1, runs=5):
     """Latency of each layer of one SR residual block as a one-layer file.
 
     SRResNet's basis blocks put BN -> PReLU between the basis and the 1x1
@@ -178,9 +182,10 @@ def layer_profile(precisions, threads=1, runs=5):
             x = keras.Input(shape)
             model = keras.Model(x, factory()(x))
             calib = rng.standard_normal((2,) + shape).astype("float32")
-            path = pathlib.Path("/tmp") / "tflite_bench_layer.tflite"
+            path = out / "layer.tflite"
             keras_basis.export_tflite(model, path, quantize=quantize, int8_io=bool(quantize),
-                                      representative_dataset=calib, calibration_steps=2)
+                                      representative_dataset=calib, calibration_steps=2,
+                                      prelu_to_leaky_relu=not keep_prelu)
             r = kt.benchmark_tflite(path, threads=threads, runs=runs, warmup=1)
             ops = ", ".join(f"{k} x{v}" for k, v in kt.op_histogram(path).items())
             out.append((precision, label, r["median_ms"], uses, ops))
@@ -206,19 +211,21 @@ def parse_args(argv=None):
                    help="print the per-pair basis/dense timings (fold_plan)")
     p.add_argument("--layer-profile", action="store_true",
                    help="only time the layers of one SRResNet / EDSR block (1 thread)")
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/tflite_bench"))
+    p.add_argument("--keep-prelu", action="store_true",
+                   help="export PReLU as PRELU (prelu_to_leaky_relu=False)")
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/tflite_bench"))
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.layer_profile:
         print(f"# layer profile {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
               f" UTC, load avg {os.getloadavg()}, batch 1, 1 thread, XNNPACK on")
-        layer_profile(args.precisions)
+        layer_profile(args.precisions, args.out, args.keep_prelu)
         print(f"# done, load avg {os.getloadavg()}")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"# tflite_bench {started:%Y-%m-%d %H:%M} UTC, load avg {os.getloadavg()}, "
           f"args {vars(args)}", flush=True)
@@ -240,7 +247,8 @@ def main(argv=None):
                 t0 = time.time()
                 keras_basis.export_tflite(model, path, quantize=quantize,
                                           representative_dataset=calib, input_shape=shape,
-                                          calibration_steps=len(calib) if quantize else 1)
+                                          calibration_steps=len(calib) if quantize else 1,
+                                          prelu_to_leaky_relu=not args.keep_prelu)
                 print(f"exported {path.name} in {time.time() - t0:.0f} s", flush=True)
                 files[variant] = path
             if args.fold or args.profile:
@@ -269,7 +277,8 @@ def main(argv=None):
                     keras_basis.export_tflite(models["basis"], path, quantize=quantize,
                                               representative_dataset=calib,
                                               input_shape=shape, fold=names,
-                                              calibration_steps=len(calib) if quantize else 1)
+                                              calibration_steps=len(calib) if quantize else 1,
+                                              prelu_to_leaky_relu=not args.keep_prelu)
                     files["basis, fold=auto"] = path
                     print(f"fold=auto folds {len(names)}/{len(plan)} pairs", flush=True)
             base_macs = file_macs(files["original"])
@@ -305,7 +314,7 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "ops"}), flush=True)
     print_table(rows, args.threads)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    fileio.write_text(args.out / "results.json", json.dumps(rows, indent=1))
     print(f"\nfinished {datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC, load avg "
           f"{os.getloadavg()}; results in {args.out / 'results.json'}")
     return 0
