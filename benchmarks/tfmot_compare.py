@@ -15,11 +15,12 @@ bytes (level 9) and batch-1 latency (1 thread, median). Results go to
 ``--out`` (results.json, args.json, the .tflite files) and the plot to
 ``--plot``.
 
-Usage (the run reported in benchmarks/RESULTS.md):
+Usage (repository root; the run reported in benchmarks/RESULTS.md):
 
-    cd /work/main && PYTHONPATH=. TF_CPP_MIN_LOG_LEVEL=3 /work/venv/bin/python \\
-        benchmarks/tfmot_compare.py --out /tmp/kb_tfmot_compare \\
+    python benchmarks/tfmot_compare.py --out runs/tfmot_compare \\
         --plot benchmarks/tfmot_compare.png
+    python benchmarks/tfmot_compare.py --out runs/tfmot_compare --replot \\
+        --plot benchmarks/tfmot_compare.png     # redraw the plot only
 
 ``--smoke`` runs a tiny version (a minute) to check the script.
 """
@@ -30,30 +31,19 @@ import argparse
 import gzip
 import io
 import json
-import os
 import pathlib
-import sys
-import tarfile
-import tempfile
 import time
 
 import numpy as np
+from cifar_tar import DEFAULT_TAR, load_per_class
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
-MEAN = np.array([125.3, 123.0, 113.9], np.float32) / 255
-STD = np.array([63.0, 62.1, 66.7], np.float32) / 255
+from keras_basis import fileio
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=str(REPO.parent / "shared/data/cifar10-jpeg.tar.gz"))
+    g.add_argument("--data", default=str(DEFAULT_TAR), help="cifar10-jpeg.tar.gz")
     g.add_argument("--train", type=int, default=10000, help="training images (balanced)")
     g.add_argument("--test", type=int, default=2000, help="test images (balanced)")
     g = p.add_argument_group("training")
@@ -69,7 +59,7 @@ def parse_args(argv=None):
     g.add_argument("--sparsity", type=float, default=0.5, help="pruning target")
     g.add_argument("--clusters", type=int, default=16, help="clustering: values per tensor")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="/tmp/kb_tfmot_compare")
+    g.add_argument("--out", default="runs/tfmot_compare")
     g.add_argument("--plot", default=None, help="PNG path of accuracy vs bytes")
     g.add_argument("--latency-runs", type=int, default=200)
     g.add_argument("--smoke", action="store_true", help="tiny sizes, to test the script")
@@ -84,28 +74,12 @@ def parse_args(argv=None):
 
 # ----------------------------------------------------------------------- data
 def load_cifar(path, n_train, n_test):
-    """Balanced subsets of the JPEG copy, read straight from the tar.gz."""
-    from PIL import Image
-
-    want = {"train": n_train // 10, "test": n_test // 10}
-    data = {split: ([], []) for split in want}
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 4 or parts[1] not in want:
-                continue
-            split, cls, fname = parts[1], parts[2], parts[3]
-            if int(fname.split(".")[0]) >= want[split]:
-                continue
-            raw = tar.extractfile(member).read()
-            img = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float32) / 255
-            data[split][0].append((img - MEAN) / STD)
-            data[split][1].append(CLASSES.index(cls))
+    """Balanced subsets of the JPEG copy (the first files of each class), shuffled."""
+    x, y = load_per_class(path, n_train // 10, n_test // 10)
     out = []
     for split in ("train", "test"):
-        x, y = np.stack(data[split][0]), np.array(data[split][1], np.int64)
-        order = np.random.default_rng(0).permutation(len(y))
-        out += [x[order], y[order]]
+        order = np.random.default_rng(0).permutation(len(y[split]))
+        out += [x[split][order], y[split][order]]
     return out
 
 
@@ -184,14 +158,6 @@ def tflite_metrics(content, x, y, runs):
     }
 
 
-def _write_atomic(path, data, mode="wb"):
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, mode) as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def plot(results, path):
     import matplotlib
 
@@ -222,7 +188,7 @@ def plot(results, path):
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    _write_atomic(path, buf.getvalue())
+    fileio.write_bytes(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------- main
@@ -234,12 +200,15 @@ def main(argv=None):
         plot(results, args.plot)
         return results
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "args.json", json.dumps(vars(args), indent=2), "w")
+    fileio.write_text(out / "args.json", json.dumps(vars(args), indent=2))
     t_start = time.time()
 
-    import keras_basis
+    # keras_basis.tfmot first: it imports tfmot without leaving TF_USE_LEGACY_KERAS
+    # set, so tf.keras stays Keras 3; tfmot's own verbs are then used directly.
+    import keras_basis  # noqa: I001 (order matters, see above)
     import keras_basis.tfmot as kbt
-    from keras_basis._tfmot._compat import tf_keras, tfmot
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
 
     x, y, xt, yt = load_cifar(args.data, args.train, args.test)
     print(f"data: train {x.shape} test {xt.shape} ({time.time() - t_start:.0f}s)", flush=True)
@@ -247,12 +216,12 @@ def main(argv=None):
     results, log = [], {}
 
     def add(name, content, train_s, note=""):
-        _write_atomic(out / f"{name}.tflite", content)
+        fileio.write_bytes(out / f"{name}.tflite", content)
         row = {"name": name, **tflite_metrics(content, xt, yt, args.latency_runs),
                "train_s": round(train_s, 1), "note": note}
         results.append(row)
         print(json.dumps(row), flush=True)
-        _write_atomic(out / "results.json", json.dumps(results, indent=2), "w")
+        fileio.write_text(out / "results.json", json.dumps(results, indent=2))
 
     # 1. baseline (Keras 3), then its tf_keras twin for the tfmot peers
     base = baseline_model(args.width, args.seed)
@@ -308,7 +277,7 @@ def main(argv=None):
 
     log["total_s"] = time.time() - t_start
     log["params"] = {"baseline": int(base.count_params()), "basis": int(small.count_params())}
-    _write_atomic(out / "log.json", json.dumps(log, indent=2), "w")
+    fileio.write_text(out / "log.json", json.dumps(log, indent=2))
     if args.plot:
         plot(results, args.plot)
     print(json.dumps(log), flush=True)
