@@ -9,6 +9,8 @@ run so that the baseline shares the machine's conditions.
 
     python benchmarks/layer_speed.py            # full table (a few minutes on 2 cores)
     python benchmarks/layer_speed.py --quick    # fewer repetitions
+    python benchmarks/layer_speed.py --shape 64,24,1,14 --shape 64,24,1,16
+                                                # other shapes: c=n,HxW,s,m
 """
 
 from __future__ import annotations
@@ -103,11 +105,29 @@ def _interleaved_median_ms(fns, reps, warmup=3):
     return [statistics.median(t) for t in times]
 
 
+def _shape(text):
+    """``"c,size,s,m"`` -> a row of SHAPES named after its numbers."""
+    try:
+        c, size, s, m = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected four integers c,size,s,m (e.g. 64,24,1,14); received {text!r}"
+        ) from None
+    if min(c, size, s, m) < 1 or c % s:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers with c divisible by s; received {text!r}")
+    return (f"c={c} {size}x{size} s={s} m={m}", c, size, s, m)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--quick", action="store_true", help="5 repetitions")
+    parser.add_argument("--shape", type=_shape, action="append", default=None,
+                        metavar="C,SIZE,S,M",
+                        help="time this shape instead of the paper's (repeatable): "
+                             "c = n channels, SIZE x SIZE input, s splits, m basis filters")
     args = parser.parse_args(argv)
     reps = 5 if args.quick else args.reps
 
@@ -116,7 +136,7 @@ def main(argv=None):
               f"{'loop tr':>7s} {'loop in':>7s}  dense train/infer ms")
     print(header)
     print("-" * len(header))
-    for name, c, size, s, m in SHAPES:
+    for name, c, size, s, m in args.shape or SHAPES:
         flops = maths.basis_macs(c, c, 3, 3, s, m, size, size) / maths.conv_macs(
             c, c, 3, 3, size, size)
         keras.backend.clear_session()
