@@ -112,7 +112,8 @@ def add_run_arguments(parser, smoke_help):
     """
     parser.add_argument("--output-dir", required=True,
                         help="args.json, metrics.csv, checkpoints, the model and results")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (weights, data order)")
     parser.add_argument("--strategy", default="default", choices=STRATEGIES,
                         help="tf.distribute strategy (multi-worker: TF_CONFIG on every "
                              "machine)")
@@ -120,8 +121,8 @@ def add_run_arguments(parser, smoke_help):
                         help="split the CPU into N logical devices (to try --strategy "
                              "mirrored without GPUs)")
     parser.add_argument("--restart", action="store_true",
-                        help="ignore an existing checkpoint and start from epoch 0 "
-                             "(default: resume after the last finished epoch)")
+                        help="ignore an existing checkpoint and start from epoch 0 (without it, "
+                             "a rerun resumes after the last finished epoch)")
     parser.add_argument("--smoke", action="store_true", help=smoke_help)
     return parser
 
