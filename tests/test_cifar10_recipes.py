@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import keras_basis
+from examples import run
 from examples.cifar10 import cpu_experiment, data, train
 from examples.cifar10.common import (
     CIFAR_MEAN,
@@ -208,18 +210,50 @@ def test_coupled_sgd_matches_pytorch_update():
         CoupledSGD(coupled_weight_decay=-1)
 
 
-def test_lr_schedule_and_paper_defaults():
+def test_presets_are_the_authors_schedules():
+    # basis ResNet/DenseNet from scratch: the authors' scripts (400 epochs, step-250-325)
     args = train.parse_args(["--network", "resnet56", "--variant", "basis", "--output-dir", "x"])
     assert (args.epochs, args.batch_size, args.weight_decay, args.nesterov) == (
         400, 64, 1e-4, False)
-    assert [train.lr_at(e, args) for e in (0, 199, 200, 299, 300, 399)] == pytest.approx(
+    assert [train.lr_at(e, args) for e in (0, 249, 250, 324, 325, 399)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    args = train.parse_args(["--network", "vgg16", "--output-dir", "x"])
+    args = train.parse_args(["--network", "densenet40", "--variant", "basis", "--output-dir",
+                             "x"])
+    assert (args.epochs, args.lr_milestones, args.batch_size, args.nesterov) == (
+        400, "250,325", 64, True)
+    # baselines (and VGG): the paper's 300 epochs, x0.1 after 50% and 75%
+    args = train.parse_args(["--network", "vgg16", "--variant", "basis", "--output-dir", "x"])
     assert (args.epochs, args.batch_size, args.weight_decay) == (300, 128, 5e-4)
-    args = train.parse_args(["--network", "densenet40", "--output-dir", "x",
-                             "--lr-milestones", "250,325", "--epochs", "400"])
-    assert args.nesterov is True
-    assert [train.lr_at(e, args) for e in (249, 250, 325)] == pytest.approx([0.1, 0.01, 0.001])
+    assert [train.lr_at(e, args) for e in (149, 150, 224, 225)] == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001])
+    args = train.parse_args(["--network", "resnet56", "--output-dir", "x"])
+    assert (args.epochs, args.lr_milestones) == (300, "0.5,0.75")
+    # explicit flags override the preset; fractions scale with --epochs
+    args = train.parse_args(["--network", "densenet40", "--variant", "basis", "--output-dir",
+                             "x", "--lr-milestones", "0.5,0.75", "--epochs", "10",
+                             "--no-nesterov", "--batch-size", "8"])
+    assert (args.nesterov, args.batch_size) == (False, 8)
+    assert [train.lr_at(e, args) for e in (4, 5, 7, 8)] == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001])
+    args = train.parse_args(["--smoke", "--network", "vgg16", "--output-dir", "x"])
+    assert (args.epochs, args.batch_size, args.train_subset, args.verbose) == (1, 16, 64, 0)
+    with pytest.raises(SystemExit):
+        train.parse_args(["--output-dir", "x", "--lr-milestones", "1.5"])
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["--network", "vgg16"], ["(default: 300)", "(default: 128)", "(default: 0.0005)",
+                              "(default: 0.5,0.75)"]),
+    (["--network", "resnet56", "--variant", "basis"], ["(default: 400)", "(default: 64)",
+                                                       "(default: 250,325)"]),
+])
+def test_help_shows_the_preset_defaults(argv, shown, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(argv + ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text.split("optimisation")[1].split("run:")[0]
+    for item in shown:
+        assert item in text
 
 
 # ------------------------------------------------------------------------------- data
@@ -319,7 +353,7 @@ def test_train_resume_after_interruption(tmp_path, rng):
     argv = ["--network", "resnet20", "--variant", "basis", "--share", "layer",
             "--ratio", "0.3", "--smoke", "--data-dir", str(tmp_path / "data"),
             "--train-subset", "6", "--test-subset", "4", "--batch-size", "4",
-            "--output-dir", str(out)]
+            "--lr-milestones", "1,2", "--output-dir", str(out)]
     train.main(argv + ["--epochs", "2", "--no-tflite"])
     assert json.loads((out / "state.json").read_text()) == {
         "epoch": 2, "checkpoint": "ckpt-epoch0002.keras"}
@@ -442,10 +476,35 @@ def test_cpu_experiment_plan_parses_and_tabulates(tmp_path):
 @pytest.mark.slow
 def test_cpu_experiment_quick_end_to_end(tmp_path, rng):
     _tiny_folder(tmp_path / "data", rng)
-    rows = cpu_experiment.main(["--out", str(tmp_path / "exp"), "--quick",
-                                "--data-dir", str(tmp_path / "data")])
-    assert len(rows) == 12
-    assert (tmp_path / "exp" / "results.md").read_text().count("\n| ") == 13
+    exp = tmp_path / "exp"
+    argv = ["--out", str(exp), "--quick", "--data-dir", str(tmp_path / "data")]
+    plan = cpu_experiment.main(argv + ["--dry-run"])
+    cpu_experiment.main(argv)
+    table = run.read_csv(exp / "results.csv")
+    assert [(r["run"], r["route"], r["model"], int(r["seed"])) for r in table] == [
+        tuple(p[:4]) for p in plan]
+    md = (exp / "results.md").read_text()
+    for row in table:  # each row agrees with its run's own files and saved model
+        folder = exp / row["run"]
+        metrics = run.read_csv(folder / "metrics.csv")
+        assert int(row["epochs"]) == len(metrics) == 1
+        assert float(row["acc"]) == pytest.approx(float(metrics[-1]["val_accuracy"]))
+        assert float(row["train_min"]) * 60 == pytest.approx(
+            sum(float(m["seconds"]) for m in metrics), abs=0.06)
+        model = keras.models.load_model(folder / "model.keras")
+        assert int(row["params"]) == count_model(model)["params"]
+        assert float(row["mflops"]) == pytest.approx(2 * keras_basis.count_macs(model) / 1e6)
+        compress = folder / "compress.json"
+        after = json.loads(compress.read_text())["compressed_val_accuracy"] if (
+            compress.exists()) else None
+        assert row["acc_after_compress"] == ("" if after is None else str(after))
+        assert (int(row["train_images"]), int(row["test_images"])) == (6, 4)
+        assert f"| {row['run']} | {row['route']} | {row['model']} | {row['seed']} | " \
+               f"{int(row['params']):,} | {float(row['mflops']):.1f} |" in md
+        keras.backend.clear_session()
+    params = {r["run"]: int(r["params"]) for r in table}
+    assert params["baseline-s0"] == 268_346  # ResNet-20
+    assert params["svd-auto-g0-s0"] == params["scratch-auto-s0"] < params["baseline-s0"] // 3
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ the weights of the residual-block convs (ResNet-20: 268k parameters -> 61k-70k):
 
 Each run is one ``examples.cifar10.train`` process (resumable: rerunning this script
 skips finished runs and resumes an interrupted one); the table is printed at the end
-and written to ``<out>/results.md`` and ``results.json``.
+and written to ``<out>/results.md``, ``results.csv`` and ``results.json``.
 
 Usage::
 
@@ -63,6 +63,7 @@ def plan(args):
     common = [
         "--network", "resnet20", "--data-dir", str(args.data_dir),
         "--threads", str(args.threads), "--eval-every", str(10**6), "--no-tflite",
+        "--lr-milestones", "0.5,0.75",  # the paper's fractions of these short schedules
     ]
     if args.quick:  # train.py's smoke sizes, one epoch each
         common += ["--smoke"]
@@ -172,6 +173,10 @@ def collect(runs):
     return rows
 
 
+CSV_FIELDS = ("run", "route", "model", "seed", "params", "mflops", "acc_after_compress",
+              "acc", "epochs", "train_min", "test_images", "train_images")
+
+
 def table(rows):
     """Markdown table of :func:`collect`'s rows."""
     lines = [
@@ -212,6 +217,9 @@ def main(argv=None):
         for name, *_, run_argv in runs:
             print(f"{name}: python -m examples.cifar10.train " + shlex.join(run_argv))
         return runs
+    from examples import run
+    from keras_basis import fileio
+
     ensure_data(args.data_dir, args.tar)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,8 +247,9 @@ def main(argv=None):
         f"Command: python -m examples.cifar10.cpu_experiment "
         + shlex.join(argv if argv is not None else sys.argv[1:]) + "\n\n"
     )
-    (out / "results.md").write_text(header + text + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    fileio.write_text(out / "results.md", header + text + "\n")
+    run.write_csv(out / "results.csv", CSV_FIELDS, rows)
+    run.write_json(out / "results.json", rows)
     print("\nRESULTS\n" + header + text, flush=True)
     return rows
 

@@ -7,16 +7,19 @@ Two routes:
   -> ``keras_basis.compress(ratio / num_basis / splits / share / init / gamma)`` ->
   fine-tune -> ``keras_basis.strip``.
 
-Defaults are the paper's and the authors' scripts': SGD, momentum 0.9, lr 0.1 divided
-by 10 at 50% and 75% of the epochs; VGG-16: 300 epochs, batch 128, weight decay 5e-4;
-ResNet/DenseNet: batch 64, weight decay 1e-4, 400 epochs for the basis networks and
-300 for the others, Nesterov for DenseNet. Weight decay is coupled as in PyTorch
-(added to the gradient of every trainable variable before the momentum).
+Defaults are presets (``PRESETS``: one dict per network and schedule, shown by
+``--help`` for the chosen ``--network``/``--variant``): SGD, momentum 0.9, lr 0.1 divided
+by 10 at the milestones; VGG-16: 300 epochs, batch 128, weight decay 5e-4; ResNet/DenseNet:
+batch 64, weight decay 1e-4, Nesterov for DenseNet. Basis ResNets/DenseNet from scratch
+follow the authors' scripts (400 epochs, ``--decay step-250-325``: milestones 250 and
+325); every other network the paper (300 epochs, x0.1 at 50% and 75%). Weight decay is
+coupled as in PyTorch (added to the gradient of every trainable variable before the
+momentum).
 
-Everything goes to ``--output-dir``: ``args.json``, ``metrics.csv`` (one row per
-epoch), ``ckpt-epochNNNN.keras`` + ``state.json`` (written every epoch; rerunning the
-same command resumes after the last finished epoch), ``model.keras``, ``model.tflite``
-and ``final.json``.
+Everything goes to ``--output-dir`` (``examples/run.py``): ``args.json``,
+``metrics.csv`` (one row per epoch), ``ckpt-epochNNNN.keras`` + ``state.json`` (written
+every epoch; rerunning the same command resumes after the last finished epoch,
+``--restart`` starts again), ``model.keras``, ``model.tflite`` and ``final.json``.
 
 Examples::
 
@@ -30,32 +33,71 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pathlib
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from examples import run  # noqa: E402
+
 FIELDS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+NETWORKS = ("resnet20", "resnet56", "vgg16", "densenet40")
+VARIANTS = ("baseline", "basis", "factor", "group")
+
+# Optimiser settings of the authors' scripts (ofsoundof/learning_filter_basis).
+_RESNET = {"batch_size": 64, "weight_decay": 1e-4, "nesterov": False}
+_VGG = {"batch_size": 128, "weight_decay": 5e-4, "nesterov": False}
+_DENSENET = {"batch_size": 64, "weight_decay": 1e-4, "nesterov": True}
+# Schedules: the paper's (300 epochs, lr x0.1 after 50% and 75% of them) and the
+# authors' scripts' for the basis ResNets/DenseNet (--epochs 400 --decay step-250-325).
+_PAPER = {"epochs": 300, "lr_milestones": "0.5,0.75"}
+_AUTHORS_BASIS = {"epochs": 400, "lr_milestones": "250,325"}
+# The compress route (--from-pretrained) has no script of the authors: 400 epochs with
+# the paper's fractions, scaled to any --epochs of a fine-tuning.
+_COMPRESS = {"epochs": 400, "lr_milestones": "0.5,0.75"}
+
+PRESETS = {
+    "resnet20": {"baseline": {**_RESNET, **_PAPER}, "basis": {**_RESNET, **_AUTHORS_BASIS},
+                 "factor": {**_RESNET, **_PAPER}, "group": {**_RESNET, **_PAPER},
+                 "compressed": {**_RESNET, **_COMPRESS}},
+    "resnet56": {"baseline": {**_RESNET, **_PAPER}, "basis": {**_RESNET, **_AUTHORS_BASIS},
+                 "factor": {**_RESNET, **_PAPER}, "group": {**_RESNET, **_PAPER},
+                 "compressed": {**_RESNET, **_COMPRESS}},
+    "vgg16": {"baseline": {**_VGG, **_PAPER}, "basis": {**_VGG, **_PAPER},
+              "factor": {**_VGG, **_PAPER}, "group": {**_VGG, **_PAPER},
+              "compressed": {**_VGG, **_COMPRESS}},
+    "densenet40": {"baseline": {**_DENSENET, **_PAPER},
+                   "basis": {**_DENSENET, **_AUTHORS_BASIS},
+                   "factor": {**_DENSENET, **_PAPER}, "group": {**_DENSENET, **_PAPER},
+                   "compressed": {**_DENSENET, **_COMPRESS}},
+}
+# --smoke: a few steps on tiny subsets (tests).
+SMOKE = {"epochs": 1, "batch_size": 16, "train_subset": 64, "test_subset": 32, "verbose": 0}
 
 
-def paper_defaults(network, variant):
-    """Epochs, batch size, weight decay and Nesterov flag of the authors' scripts."""
-    if network.startswith("vgg"):
-        return {"epochs": 300, "batch_size": 128, "weight_decay": 5e-4, "nesterov": False}
-    epochs = 400 if variant == "basis" else 300
-    return {
-        "epochs": epochs,
-        "batch_size": 64,
-        "weight_decay": 1e-4,
-        "nesterov": network.startswith("densenet"),
-    }
+def preset(network, variant, from_pretrained=False, smoke=False):
+    """The defaults of one run: ``PRESETS[network][variant]`` (+ ``SMOKE``, verbosity).
+
+    Args:
+        network: a key of ``PRESETS``.
+        variant: ``"baseline"``, ``"basis"``, ``"factor"`` or ``"group"`` (ignored with
+            ``from_pretrained``: the ``"compressed"`` preset).
+        from_pretrained: whether the run compresses a trained model.
+        smoke: apply ``SMOKE`` on top.
+
+    Returns:
+        dict of argument defaults (``dest`` names).
+    """
+    values = dict(PRESETS[network]["compressed" if from_pretrained else variant])
+    values["verbose"] = 1
+    if smoke:
+        values.update(SMOKE)
+    return values
 
 
 def _int_or_list(text):
@@ -72,17 +114,25 @@ def _splits_arg(text):
     return _int_or_list(text)
 
 
+def _add_selectors(g):
+    """The arguments that choose the preset (parsed first, see run.parse_with_preset)."""
+    g.add_argument("--network", default="resnet56", choices=NETWORKS,
+                   help="network (with --variant: the preset of the defaults)")
+    g.add_argument("--variant", default="baseline", choices=VARIANTS,
+                   help="ignored with --from-pretrained (the loaded model is compressed)")
+    g.add_argument("--from-pretrained", default=None, metavar="MODEL.keras",
+                   help="compress this trained model and fine-tune it (the paper's Eq. 18 "
+                        "route)")
+
+
 def parse_args(argv=None):
+    """Parses the command line; defaults come from ``preset`` of the chosen network."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("network")
-    g.add_argument("--network", default="resnet56",
-                   choices=("resnet20", "resnet56", "vgg16", "densenet40"))
-    g.add_argument("--variant", default="baseline",
-                   choices=("baseline", "basis", "factor", "group"),
-                   help="ignored with --from-pretrained (the loaded model is compressed)")
+    _add_selectors(g)
     g.add_argument("--share", default=None,
                    help="scratch ResNet basis: 'stage' (Table 8) or 'layer'; with "
                         "--from-pretrained: passed to keras_basis.compress")
@@ -98,8 +148,7 @@ def parse_args(argv=None):
     g.add_argument("--config", default="M36T6", help="DenseNet basis: M<m>[T<T>] (Table 7)")
     g.add_argument("--coef-kernel", type=int, default=3,
                    help="DenseNet basis: kernel of the conv after the basis")
-    g = p.add_argument_group("compress route")
-    g.add_argument("--from-pretrained", default=None, metavar="MODEL.keras")
+    g = p.add_argument_group("compress route (with --from-pretrained)")
     g.add_argument("--init", default="svd", help="keras_basis.compress init")
     g.add_argument("--gamma", type=float, default=0.0, help="Eq. 18 weight")
     g.add_argument("--no-pretrained-eval", action="store_true",
@@ -113,122 +162,54 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default=None,
                    help="image folders train/<class>/*, test/<class>/*; default: "
                         "keras.datasets.cifar10")
-    g.add_argument("--train-subset", type=int, default=None)
-    g.add_argument("--test-subset", type=int, default=None)
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr", type=float, default=0.1)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--lr-milestones", default="0.5,0.75",
-                   help="fractions of the epochs (< 1) or epoch numbers (the authors' "
-                        "scripts: 250,325 of 400)")
-    g.add_argument("--lr-factor", type=float, default=0.1)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--train-subset", type=int, default=None,
+                   help="balanced random subset of the training images (None: all)")
+    g.add_argument("--test-subset", type=int, default=None,
+                   help="balanced random subset of the test images (None: all)")
+    g = p.add_argument_group("optimisation (defaults: the preset of --network/--variant)")
+    g.add_argument("--epochs", type=int, help="training epochs")
+    g.add_argument("--batch-size", type=int, help="global batch size")
+    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, help="coupled (PyTorch-style)")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help="Nesterov momentum")
+    g.add_argument("--lr-milestones",
+                   help="epochs at which lr is multiplied by --lr-factor: epoch numbers, or "
+                        "fractions (< 1) of the epochs")
+    g.add_argument("--lr-factor", type=float, default=0.1,
+                   help="lr multiplier at each milestone")
     g.add_argument("--eval-every", type=int, default=1,
                    help="evaluate on the test images every N epochs (and after the last)")
     g = p.add_argument_group("run")
-    g.add_argument("--output-dir", required=True)
-    g.add_argument("--strategy", default="default",
-                   choices=("default", "mirrored", "multi-worker"))
-    g.add_argument("--logical-cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (to try --strategy mirrored "
-                        "without GPUs)")
-    g.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads")
-    g.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    g.add_argument("--no-tflite", action="store_true")
-    g.add_argument("--tflite-quantize", default=None)
-    g.add_argument("--smoke", action="store_true",
-                   help="tiny subset, a few steps, 1 epoch unless --epochs (for tests)")
-    g.add_argument("--verbose", type=int, default=None,
-                   help="Keras fit verbosity (default: progress bar, 0 with --smoke)")
-    args = p.parse_args(argv)
+    run.add_run_arguments(g, smoke_help="64 train / 32 test images, batch 16, 1 epoch, "
+                                        "no progress bar (tests)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="TF intra/inter-op threads (0: TensorFlow's choice)")
+    g.add_argument("--no-tflite", action="store_true", help="skip model.tflite")
+    g.add_argument("--tflite-quantize", default=None,
+                   help="keras_basis.export_tflite quantize argument")
+    g.add_argument("--verbose", type=int, help="Keras fit verbosity")
 
-    variant = "basis" if args.from_pretrained else args.variant
-    defaults = paper_defaults(args.network, variant)
-    if args.smoke:
-        defaults.update(epochs=1, batch_size=16)
-        args.train_subset = args.train_subset or 64
-        args.test_subset = args.test_subset or 32
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.verbose is None:
-        args.verbose = 0 if args.smoke else 1
+    selector = argparse.ArgumentParser(add_help=False)
+    _add_selectors(selector)
+    selector.add_argument("--smoke", action="store_true")
+    args = run.parse_with_preset(
+        p, selector, argv,
+        lambda a: preset(a.network, a.variant, bool(a.from_pretrained), a.smoke))
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1 (received {args.epochs})")
+    try:
+        args.milestones = run.milestones(args.lr_milestones, args.epochs)
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
-# ----------------------------------------------------------------------------- helpers
-def _write_atomic(path, text):
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_csv(path, rows):
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_atomic(path, buf.getvalue())
-
-
-def _read_csv(path):
-    if not pathlib.Path(path).exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _save_model_atomic(model, path):
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def lr_at(epoch, args):
-    """Learning rate of ``epoch`` (0-based): ``lr * factor ** (milestones passed)``."""
-    steps = 0
-    for text in str(args.lr_milestones).split(","):
-        if not text.strip():
-            continue
-        value = float(text)
-        boundary = int(round(value * args.epochs)) if value < 1 else int(value)
-        steps += epoch >= boundary
-    return args.lr * args.lr_factor**steps
-
-
-def make_strategy(name, logical_cpus=0):
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        cpus = tf.config.list_logical_devices("CPU")
-        if not gpus and len(cpus) > 1:
-            return tf.distribute.MirroredStrategy([d.name for d in cpus])
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and (
-        "chief" not in resolver.cluster_spec().as_dict()
-    )
+    """Learning rate of ``epoch`` (0-based): ``lr * lr_factor ** (milestones passed)``."""
+    return run.step_lr(epoch, args.lr, run.milestones(args.lr_milestones, args.epochs),
+                       args.lr_factor)
 
 
 def _build_kwargs(args):
@@ -300,40 +281,16 @@ def _compile(model, args):
     )
 
 
-def _export_tflite(model, path, quantize):
-    import keras_basis
-
-    if hasattr(keras_basis, "export_tflite"):
-        return keras_basis.export_tflite(model, path, quantize=quantize)
-    # keras_basis.export not available in this checkout: plain TF converter.
-    import tensorflow as tf
-
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    _write_atomic_bytes(path, data)
-    return pathlib.Path(path)
-
-
-def _write_atomic_bytes(path, data):
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # -------------------------------------------------------------------------------- main
 def main(argv=None):
     """Run one training; returns the dict written to ``final.json``."""
     args = parse_args(argv)
     import tensorflow as tf
 
-    if args.logical_cpus > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
-        )
-    if args.threads:
+    if args.threads:  # before anything initialises TensorFlow's runtime
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    strategy = run.make_strategy(args.strategy, args.logical_cpus)
 
     import keras
 
@@ -344,23 +301,13 @@ def main(argv=None):
     from examples.cifar10.optim import CoupledSGD  # noqa: F401  (registers it for loading)
 
     keras.utils.set_random_seed(args.seed)
-    strategy = make_strategy(args.strategy, args.logical_cpus)
-    chief = _is_chief(strategy)
-    out = pathlib.Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    state_path = out / "state.json"
-    state = None
-    if state_path.exists() and not args.restart:
-        state = json.loads(state_path.read_text())
-        if not (out / state["checkpoint"]).exists():
-            state = None
-    start_epoch = state["epoch"] if state else 0
-    rows = [r for r in _read_csv(out / "metrics.csv") if int(r["epoch"]) <= start_epoch]
-    if chief:
-        record = dict(vars(args), resumed_from_epoch=start_epoch,
-                      replicas=strategy.num_replicas_in_sync, argv=sys.argv)
-        _write_atomic(out / "args.json", json.dumps(record, indent=2, default=str) + "\n")
+    index, chief = run.worker()
+    rd = run.RunDir(run.worker_dir(args.output_dir, index, chief), FIELDS,
+                    restart=args.restart)
+    rd.write_args(args, replicas=strategy.num_replicas_in_sync)
+    if args.milestones and args.milestones[-1] >= args.epochs:
+        print(f"note: lr milestones {args.lr_milestones} reach past --epochs "
+              f"{args.epochs}; give --lr-milestones for a shorter schedule", flush=True)
 
     train_src = cifar_data.load_source(args.data_dir, "train", args.train_subset, args.seed)
     test_src = cifar_data.load_source(args.data_dir, "test", args.test_subset, args.seed)
@@ -372,9 +319,9 @@ def main(argv=None):
 
     compressed = bool(args.from_pretrained)
     with strategy.scope():
-        if state:
-            model = keras.models.load_model(out / state["checkpoint"], compile=True)
-            print(f"resuming from {state['checkpoint']} (epoch {start_epoch} done)", flush=True)
+        if rd.checkpoint:
+            model = keras.models.load_model(rd.checkpoint, compile=True)
+            print(f"resuming from {rd.checkpoint.name} (epoch {rd.epoch} done)", flush=True)
         elif compressed:
             base = keras.models.load_model(args.from_pretrained, compile=False)
             model = keras_basis.compress(base, **_compress_kwargs(args))
@@ -391,62 +338,41 @@ def main(argv=None):
                 _compile(base, args)
                 info["pretrained_val_accuracy"] = float(base.evaluate(test_ds, verbose=0)[1])
             print("compress: " + json.dumps(info), flush=True)
-            if chief:
-                _write_atomic(out / "compress.json", json.dumps(info, indent=2) + "\n")
+            rd.write_json("compress.json", info)
             del base
         else:
             model = build(args.network, args.variant, **_build_kwargs(args))
             _compile(model, args)
 
-    class EpochEnd(keras.callbacks.Callback):
-        """Checkpoint, metrics row and state after every epoch (in that order)."""
+    def make_row(epoch, logs, model):
+        row = {"lr": lr_at(epoch - 1, args)}
+        row.update({k: float(v) for k, v in logs.items() if k in FIELDS})
+        return row
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            row = {"epoch": epoch + 1, "lr": lr_at(epoch, args),
-                   "seconds": round(time.time() - self.t0, 2)}
-            row.update({k: float(v) for k, v in logs.items() if k in FIELDS})
-            rows.append(row)
-            if not chief:  # only the chief writes (multi-worker)
-                return
-            name = f"ckpt-epoch{epoch + 1:04d}.keras"
-            _save_model_atomic(self.model, out / name)
-            _write_csv(out / "metrics.csv", rows)
-            previous = json.loads(state_path.read_text())["checkpoint"] if (
-                state_path.exists()) else None
-            _write_atomic(state_path, json.dumps({"epoch": epoch + 1, "checkpoint": name}))
-            if previous and previous != name and (out / previous).exists():
-                (out / previous).unlink()
-
-    if start_epoch < args.epochs:
+    if rd.epoch < args.epochs:
         model.fit(
             train_ds,
             epochs=args.epochs,
-            initial_epoch=start_epoch,
+            initial_epoch=rd.epoch,
             validation_data=test_ds,
             validation_freq=args.eval_every,
             callbacks=[
                 keras.callbacks.LearningRateScheduler(lambda e, lr: lr_at(e, args)),
-                EpochEnd(),
+                run.epoch_callback(rd, make_row),
             ],
             verbose=args.verbose,
         )
 
-    final_model = model
-    if compressed and hasattr(keras_basis, "strip"):
-        final_model = keras_basis.strip(model)
+    final_model = keras_basis.strip(model) if compressed else model
     # An uncompiled view on the same layers: model.keras then loads without this
     # recipe's optimizer class.
     final_model = keras.Model(final_model.inputs, final_model.outputs, name=final_model.name)
-    rows = _read_csv(out / "metrics.csv") if chief else rows
+    rows = rd.rows
     last = rows[-1] if rows else {}
     if rows and last.get("val_accuracy") in (None, ""):  # last epoch not evaluated
-        last["val_loss"], last["val_accuracy"] = model.evaluate(test_ds, verbose=0)[:2]
-        if chief:
-            _write_csv(out / "metrics.csv", rows)
+        last["val_loss"], last["val_accuracy"] = (
+            float(v) for v in model.evaluate(test_ds, verbose=0)[:2])
+        rd.write_metrics()
     counts = count_model(final_model)
     result = {
         "network": args.network,
@@ -459,11 +385,12 @@ def main(argv=None):
         **counts,
     }
     if chief:
-        _save_model_atomic(final_model, out / "model.keras")
+        rd.save_model(final_model)
         if not args.no_tflite:
-            path = _export_tflite(final_model, out / "model.tflite", args.tflite_quantize)
+            path = keras_basis.export_tflite(final_model, rd.path / "model.tflite",
+                                             quantize=args.tflite_quantize)
             result["tflite_bytes"] = pathlib.Path(path).stat().st_size
-        _write_atomic(out / "final.json", json.dumps(result, indent=2) + "\n")
+        rd.write_json("final.json", result)
     print("final: " + json.dumps(result), flush=True)
     return result
 
