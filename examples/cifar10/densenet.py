@@ -130,7 +130,7 @@ def densenet(
             if variant == "baseline":
                 y = conv(y, growth, 3, f"{pre}_conv", init=init)
             elif variant == "basis":
-                y = BiasAdd(name=f"{pre}_basis_bias")(basis(y))
+                y = BiasAdd(m, name=f"{pre}_basis_bias")(basis(y))
                 y = bn_relu(y, f"{pre}_basis")
                 y = conv(y, growth, coef_kernel, f"{pre}_coef", use_bias=True, init=init)
             elif variant == "factor":

@@ -144,7 +144,7 @@ def resnet(
             if bases is not None:
                 basis = bases[stage - 1] if first_of_stage and stage > 0 else bases[stage]
                 y = basis(xp, strides=strides, padding=padding)
-                y = BiasAdd(name=f"{name}_basis_bias")(y)
+                y = BiasAdd(basis.num_basis, name=f"{name}_basis_bias")(y)
             else:
                 s = resolve_splits(splits, c, n)
                 m = resolve_num_basis(num_basis, ratio, c, n, s)

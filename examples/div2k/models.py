@@ -225,7 +225,7 @@ def _make_bases(prefix, num_basis, depth, share, basis_init):
     if share:
         shared = make(f"{prefix}_basis", False)
         return tuple(
-            (lambda x, k=k: BiasAdd(name=f"{prefix}_conv{k}_basis_bias")(shared(x)))
+            (lambda x, k=k: BiasAdd(num_basis, name=f"{prefix}_conv{k}_basis_bias")(shared(x)))
             for k in (1, 2)
         )
     return make(f"{prefix}_conv1_basis", True), make(f"{prefix}_conv2_basis", True)
