@@ -41,6 +41,8 @@ Usage (repository root):
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import pathlib
@@ -123,7 +125,7 @@ def _schedule(steps, per_epoch, lr):
     epochs = max(1, steps // per_epoch)
     decay = max(1, int(0.8 * epochs)) if epochs > 1 else 0
     return ["--epochs", str(epochs), "--steps-per-epoch", str(per_epoch), "--lr", str(lr),
-            "--lr-decay-epochs", str(decay)]
+            "--lr-milestones", str(decay)]
 
 
 def run(args):
@@ -135,9 +137,9 @@ def run(args):
     t0 = time.time()
     base = _train(out, "baseline", ["--model", "edsr-8-128", *common,
                                     *_schedule(args.baseline_steps, per_epoch, 2e-4),
-                                    "--val-every", "10"], log_file)
+                                    "--eval-every", "10"], log_file)
     pretrained = ["--from-pretrained", str(base / "model.keras")]
-    finetune = [*_schedule(args.finetune_steps, per_epoch, 1e-4), "--val-every", "4"]
+    finetune = [*_schedule(args.finetune_steps, per_epoch, 1e-4), "--eval-every", "4"]
     stages = ["baseline"]
     for name, preset, extra in POINTS:
         _train(out, f"{name}-compressed", ["--model", preset, *common, *extra, *pretrained,
@@ -159,6 +161,7 @@ def run(args):
 def _table(args, out, stages):
     from examples.div2k import data as D
     from examples.div2k import evaluate as E
+    from keras_basis import fileio
 
     rows = []
     bicubic = {}
@@ -186,10 +189,12 @@ def _table(args, out, stages):
         lines.append("| " + " | ".join(f(v) for f, v in zip(fmt, r)) + " |")
     md = "\n".join(lines) + "\n"
     print("\n" + md, flush=True)
-    E.write_text_atomic(out / "results.md", md)
-    csv_lines = [",".join(head)] + [",".join(f(v).replace(",", "") for f, v in zip(fmt, r))
-                                    for r in rows]
-    E.write_text_atomic(out / "results.csv", "\n".join(csv_lines) + "\n")
+    fileio.write_text(out / "results.md", md)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(head)
+    writer.writerows([f(v).replace(",", "") for f, v in zip(fmt, r)] for r in rows)
+    fileio.write_text(out / "results.csv", buf.getvalue())
     return rows
 
 
@@ -207,6 +212,7 @@ def _crop(args, out, set_name="Set5", image="img_003", box=(48, 48)):
     from examples.div2k import metrics as M
     from examples.div2k import models  # noqa: F401
     from examples.div2k.evaluate import super_resolve
+    from keras_basis import fileio
 
     pairs = {p.name: p for p in D.benchmark_pairs(args.benchmark_dir, set_name, SCALE)}
     hr, lr = D.load_pair(pairs[image], SCALE)
@@ -228,11 +234,8 @@ def _crop(args, out, set_name="Set5", image="img_003", box=(48, 48)):
         ax.axis("off")
     fig.suptitle(f"{set_name} {image} x{SCALE}, CPU-scale EDSR-8-64 (not DIV2K)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    path = out / f"crop_x{SCALE}.png"
-    tmp = out / f".crop_x{SCALE}.tmp.png"
-    fig.savefig(tmp)
+    path = fileio.atomic_write(out / f"crop_x{SCALE}.png", fig.savefig)
     plt.close(fig)
-    os.replace(tmp, path)
     _log(f"side-by-side crop: {path}")
     return path
 

@@ -17,32 +17,22 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from examples.div2k import data as D
 from examples.div2k import metrics as M
+from keras_basis import fileio
 
-__all__ = ["evaluate_pairs", "super_resolve", "write_text_atomic", "write_summary", "main"]
+__all__ = ["evaluate_pairs", "super_resolve", "write_summary", "main"]
 
 
-def write_text_atomic(path, text):
-    """Writes ``text`` to ``path`` via a temporary file in the same folder + os.replace."""
+def _write_text(path, text):
+    """Writes ``text`` to ``path`` atomically (keras_basis.fileio), creating its folder."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    return fileio.write_text(path, text)
 
 
 def _csv_text(header, rows):
@@ -119,7 +109,7 @@ def evaluate_pairs(model, pairs, scale, protocol="benchmark", csv_path=None, max
         p, s = M.sr_metrics(sr, hr, scale, protocol)
         rows.append((pair.name, p, s))
     if csv_path is not None:
-        write_text_atomic(
+        _write_text(
             csv_path,
             _csv_text(["image", "psnr", "ssim"], [(n, f"{p:.4f}", f"{s:.6f}") for n, p, s in rows]),
         )
@@ -137,7 +127,7 @@ def write_summary(path, results):
         (r["set"], r["scale"], r["protocol"], r["n"], f"{r['psnr']:.4f}", f"{r['ssim']:.6f}")
         for r in results
     ]
-    write_text_atomic(path, _csv_text(["set", "scale", "protocol", "n", "psnr", "ssim"], rows))
+    _write_text(path, _csv_text(["set", "scale", "protocol", "n", "psnr", "ssim"], rows))
 
 
 def eval_sets(scale, benchmark_dir=None, sets=(), div2k_dir=None, valid_limit=None):

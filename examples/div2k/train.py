@@ -11,13 +11,15 @@ Two routes, as in the paper:
   every layer outside the residual blocks (head, upsampler, tail) is copied from the
   baseline.
 
-Defaults are the paper's: L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4 x0.1 after epoch
-200 of 300, batch 16, LR patches of 48 (EDSR) / 24 (SRResNet), flips + transpose.
-One epoch is ``--steps-per-epoch`` batches (2000: the authors' scripts used 32,208
-DIV2K sub-images per epoch, about 2,013 batches of 16).
+Defaults are the paper's, as presets (``PRESETS``: one dict per network family, shown
+by ``--help`` for the chosen ``--model``): L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4
+x0.1 after epoch 200 of 300, batch 16, LR patches of 48 (EDSR) / 24 (SRResNet), flips +
+transpose. One epoch is ``--steps-per-epoch`` batches (2000: the authors' scripts used
+32,208 DIV2K sub-images per epoch, about 2,013 batches of 16).
 
-Everything goes to ``--output-dir``: ``args.json``, ``metrics.csv`` (per epoch),
-``checkpoint.keras`` + ``checkpoint.json`` (every epoch; a rerun resumes from them),
+Everything goes to ``--output-dir`` (``examples/run.py``): ``args.json``,
+``metrics.csv`` (per epoch), ``ckpt-epochNNNN.keras`` + ``state.json`` (every epoch; a
+rerun resumes after the last finished epoch, ``--restart`` starts again),
 ``model.keras``, ``model.tflite``, per-image evaluation CSVs, ``eval_summary.csv`` and
 ``summary.json``.
 
@@ -32,17 +34,51 @@ Usage (repository root):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
 import time
 
-__all__ = ["main", "parse_args"]
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
+from examples import run  # noqa: E402
+
+__all__ = ["PRESETS", "SMOKE", "main", "parse_args", "preset"]
+
+FIELDS = ("epoch", "lr", "loss", "val_set", "val_psnr", "val_ssim", "seconds")
+
+# Training presets per network family: the paper's schedule (300 epochs, lr x0.1 after
+# epoch 200, batch 16) and LR patch sizes (EDSR 48, SRResNet 24).
+_PAPER = {"epochs": 300, "steps_per_epoch": 2000, "batch_size": 16, "lr_milestones": "200"}
+PRESETS = {
+    "edsr": {**_PAPER, "patch_size": 48},
+    "srresnet": {**_PAPER, "patch_size": 24},
+}
+# --smoke: 2 epochs x 2 steps on tiny patches and crops (tests).
+SMOKE = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 12,
+         "eval_max_lr": 24, "train_limit": 2, "valid_limit": 2, "tflite_size": 16}
+
+
+def preset(model, smoke=False):
+    """The defaults of a run of ``--model model``: its family's ``PRESETS`` (+ ``SMOKE``).
+
+    Args:
+        model: a preset name of ``examples.div2k.models.PRESETS`` (``srresnet*``: the
+            SRResNet family; anything else: EDSR).
+        smoke: apply ``SMOKE`` on top.
+
+    Returns:
+        dict of argument defaults (``dest`` names).
+    """
+    values = dict(PRESETS["srresnet" if str(model).startswith("srresnet") else "edsr"])
+    if smoke:
+        values.update(SMOKE)
+    return values
 
 
 def parse_args(argv=None):
+    """Parses the command line; defaults come from ``preset`` of the chosen ``--model``."""
     p = argparse.ArgumentParser(
         description="SR recipes of Li et al. (ICCV 2019): SRResNet / EDSR / EDSR-8-128 and "
         "their basis and Factor versions.",
@@ -55,7 +91,8 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("network")
-    g.add_argument("--model", default="edsr-8-128", help="preset of models.PRESETS")
+    g.add_argument("--model", default="edsr-8-128",
+                   help="preset of models.PRESETS (default: %(default)s)")
     g.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     g.add_argument("--blocks", type=int, help="override the number of residual blocks")
     g.add_argument("--channels", type=int, help="override the feature channels")
@@ -70,89 +107,62 @@ def parse_args(argv=None):
     g = p.add_argument_group("compression route")
     g.add_argument("--from-pretrained", help="a trained baseline .keras to compress")
     g.add_argument("--init", default="svd", choices=("svd", "random", "data"),
-                   help="initialisation of the compressed layers (svd/data: keras_basis.compress)")
+                   help="initialisation of the compressed layers (svd/data: "
+                        "keras_basis.compress; default: %(default)s)")
     g.add_argument("--gamma", type=float, default=0.0, help="Eq. 18 weight (compress route)")
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", help="DIV2K root or any folder of HR images "
                    "(default: photographs bundled with scikit-image)")
-    g.add_argument("--train-limit", type=int, help="use the first N training images")
+    g.add_argument("--train-limit", type=int, help="use the first N training images "
+                   "(default: %(default)s)")
     g.add_argument("--benchmark-dir", help="folder holding benchmark/<Set> or <Set>/X<s>")
-    g.add_argument("--eval-sets", default="Set5,Set14", help="comma-separated benchmark sets")
+    g.add_argument("--eval-sets", default="Set5,Set14",
+                   help="comma-separated benchmark sets (default: %(default)s)")
     g.add_argument("--div2k-valid", action="store_true",
                    help="also evaluate DIV2K_valid_HR (RGB, shave scale+6) from --data-dir")
-    g.add_argument("--valid-limit", type=int, help="first N DIV2K validation images")
-    g.add_argument("--val-every", type=int, default=1,
-                   help="epochs between validation PSNRs on the first eval set (0: never)")
-    g.add_argument("--eval-max-lr", type=int, help="centre-crop eval LR images (quick checks)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, help="default 300 (smoke: 2)")
-    g.add_argument("--steps-per-epoch", type=int, help="default 2000 (smoke: 2)")
-    g.add_argument("--batch-size", type=int, help="global batch size, default 16 (smoke: 2)")
-    g.add_argument("--patch-size", type=int, help="LR patch side (48 EDSR, 24 SRResNet)")
-    g.add_argument("--lr", type=float, default=1e-4)
-    g.add_argument("--lr-decay-epochs", default="200", help="comma-separated epochs")
-    g.add_argument("--lr-decay-factor", type=float, default=0.1)
-    g.add_argument("--beta1", type=float, default=0.9)
-    g.add_argument("--beta2", type=float, default=0.999)
-    g.add_argument("--epsilon", type=float, default=1e-8)
+    g.add_argument("--valid-limit", type=int, help="first N DIV2K validation images "
+                   "(default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=1,
+                   help="epochs between validation PSNRs on the first eval set (0: never; "
+                        "default: %(default)s)")
+    g.add_argument("--eval-max-lr", type=int,
+                   help="centre-crop eval LR images (quick checks; default: %(default)s)")
+    g = p.add_argument_group("optimisation (defaults: the preset of --model)")
+    g.add_argument("--epochs", type=int, help="default: %(default)s")
+    g.add_argument("--steps-per-epoch", type=int, help="default: %(default)s")
+    g.add_argument("--batch-size", type=int, help="global batch size (default: %(default)s)")
+    g.add_argument("--patch-size", type=int, help="LR patch side (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-4, help="default: %(default)s")
+    g.add_argument("--lr-milestones",
+                   help="epochs at which lr is multiplied by --lr-factor: epoch numbers, or "
+                        "fractions (< 1) of the epochs (default: %(default)s)")
+    g.add_argument("--lr-factor", type=float, default=0.1, help="default: %(default)s")
+    g.add_argument("--beta1", type=float, default=0.9, help="default: %(default)s")
+    g.add_argument("--beta2", type=float, default=0.999, help="default: %(default)s")
+    g.add_argument("--epsilon", type=float, default=1e-8, help="default: %(default)s")
     g.add_argument("--jit-compile", action="store_true", help="XLA (GPU runs)")
     g = p.add_argument_group("run")
-    g.add_argument("--output-dir", required=True)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"))
-    g.add_argument("--cpu-devices", type=int, default=0,
-                   help="split the CPU into N logical devices (tests of --strategy mirrored)")
-    g.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    g.add_argument("--no-tflite", action="store_true")
+    run.add_run_arguments(g, smoke_help="2 epochs x 2 steps, batch 2, patch 12, cropped "
+                                        "evaluation (tests)")
+    g.add_argument("--no-tflite", action="store_true", help="skip model.tflite")
     g.add_argument("--tflite-size", type=int, default=128,
-                   help="LR input side of the exported .tflite (fixed shape, batch 1)")
-    g.add_argument("--smoke", action="store_true",
-                   help="2 epochs x 2 steps, batch 2, patch 12, cropped evaluation")
-    args = p.parse_args(argv)
-    full = {"epochs": 300, "steps_per_epoch": 2000, "batch_size": 16}
-    for key, value in full.items():
-        if getattr(args, key) is None:
-            setattr(args, key, 2 if args.smoke else value)
-    if args.smoke:
-        args.patch_size = args.patch_size or 12
-        args.eval_max_lr = args.eval_max_lr or 24
-        args.train_limit = args.train_limit or 2
-        args.valid_limit = args.valid_limit or 2
-        args.tflite_size = min(args.tflite_size, 16)
+                   help="LR input side of the exported .tflite (fixed shape, batch 1; "
+                        "default: %(default)s)")
+
+    selector = argparse.ArgumentParser(add_help=False)
+    selector.add_argument("--model", default="edsr-8-128")
+    selector.add_argument("--smoke", action="store_true")
+    args = run.parse_with_preset(p, selector, argv, lambda a: preset(a.model, a.smoke))
+    try:
+        run.milestones(args.lr_milestones, args.epochs)
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
 # --------------------------------------------------------------------- setting up
 def _log(*a):
     print(*a, flush=True)
-
-
-def _strategy(args):
-    import tensorflow as tf
-
-    if args.cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(args.cpu_devices)]
-        )
-    if args.strategy == "default":
-        return tf.distribute.get_strategy()
-    if args.strategy == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        return tf.distribute.MirroredStrategy()
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=devices)
-
-
-def _worker():
-    """(index, is_chief) of this worker from TF_CONFIG (multi-worker runs)."""
-    cfg = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = cfg.get("task", {})
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    has_chief = "chief" in cfg.get("cluster", {})
-    return index, (kind == "chief") or (kind == "worker" and index == 0 and not has_chief)
 
 
 def _overrides(args):
@@ -243,13 +253,12 @@ def _from_pretrained(args, fn, kwargs, calibration=None):
 def _optimizer(args):
     import keras
 
-    decay = [int(e) for e in str(args.lr_decay_epochs).split(",") if e.strip()]
-    decay = [e for e in decay if 0 < e]
+    decay = [e for e in run.milestones(args.lr_milestones, args.epochs) if 0 < e]
     lr = args.lr
     if decay:
         lr = keras.optimizers.schedules.PiecewiseConstantDecay(
             [e * args.steps_per_epoch for e in decay],
-            [args.lr * args.lr_decay_factor**i for i in range(len(decay) + 1)],
+            [args.lr * args.lr_factor**i for i in range(len(decay) + 1)],
         )
     return keras.optimizers.Adam(lr, beta_1=args.beta1, beta_2=args.beta2, epsilon=args.epsilon)
 
@@ -291,68 +300,30 @@ def _eval_sets(args):
 
 
 # ---------------------------------------------------------------------- callbacks
-def _callbacks(args, out, sets, chief):
+def _epoch_row(args, sets):
+    """``make_row`` of run.epoch_callback: loss, lr and the validation PSNR/SSIM."""
     import keras
     import numpy as np
 
     from examples.div2k import evaluate as E
 
-    ckpt, state = out / "checkpoint.keras", out / "checkpoint.json"
-    metrics_csv = out / "metrics.csv"
+    def make_row(epoch, logs, model):
+        row = {
+            "loss": float(logs.get("loss", np.nan)),
+            "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+            "val_set": "",
+            "val_psnr": "",
+            "val_ssim": "",
+        }
+        if sets and args.eval_every and epoch % args.eval_every == 0:
+            name, pairs, protocol = sets[0]
+            r = E.evaluate_pairs(model, pairs, args.scale, protocol,
+                                 max_lr_size=args.eval_max_lr)
+            row.update(val_set=name, val_psnr=round(r["psnr"], 4), val_ssim=round(r["ssim"], 6))
+            _log(f"epoch {epoch}: {name} PSNR {r['psnr']:.2f} dB SSIM {r['ssim']:.4f}")
+        return row
 
-    class EpochEnd(keras.callbacks.Callback):
-        """Validation PSNR, metrics.csv and the checkpoint, at the end of every epoch."""
-
-        def __init__(self, rows):
-            super().__init__()
-            self.rows = rows
-            self.t0 = time.time()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            seconds = time.time() - self.t0
-            row = {
-                "epoch": epoch + 1,
-                "loss": float(logs.get("loss", np.nan)),
-                "lr": float(keras.ops.convert_to_numpy(
-                    self.model.optimizer.learning_rate)),
-                "seconds": round(seconds, 2),
-                "val_set": "",
-                "val_psnr": "",
-                "val_ssim": "",
-            }
-            if sets and args.val_every and (epoch + 1) % args.val_every == 0:
-                name, pairs, protocol = sets[0]
-                r = E.evaluate_pairs(self.model, pairs, args.scale, protocol,
-                                     max_lr_size=args.eval_max_lr)
-                row.update(val_set=name, val_psnr=round(r["psnr"], 4),
-                           val_ssim=round(r["ssim"], 6))
-                _log(f"epoch {epoch + 1}: {name} PSNR {r['psnr']:.2f} dB SSIM {r['ssim']:.4f}")
-            self.rows[:] = [r for r in self.rows if int(r["epoch"]) < epoch + 1] + [row]
-            if not chief:
-                return
-            # Checkpoint first, then its marker, then the CSV: a crash in between
-            # resumes from the previous epoch and rewrites the CSV row.
-            tmp = ckpt.with_name(f".{ckpt.name}.tmp.keras")
-            self.model.save(tmp)
-            os.replace(tmp, ckpt)
-            E.write_text_atomic(state, json.dumps({"epoch": epoch + 1}))
-            header = list(row)
-            lines = [",".join(header)] + [
-                ",".join(str(r.get(k, "")) for k in header) for r in self.rows
-            ]
-            E.write_text_atomic(metrics_csv, "\n".join(lines) + "\n")
-
-    rows = []
-    if metrics_csv.exists():
-        import csv
-
-        with open(metrics_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
-    return [EpochEnd(rows)]
+    return make_row
 
 
 def _describe(model, log=_log):
@@ -370,57 +341,47 @@ def _describe(model, log=_log):
 
 
 def _export(model, path, size):
-    try:
-        from keras_basis import export_tflite
-    except ImportError:
-        _log("tflite: skipped, keras_basis.export_tflite is not available in this version")
-        return None
-    export_tflite(model, path, input_shape=(size, size, 3))
+    import keras_basis
+
+    keras_basis.export_tflite(model, path, input_shape=(size, size, 3))
     _log(f"tflite: {path} ({os.path.getsize(path):,} bytes)")
     return str(path)
 
 
 # ---------------------------------------------------------------------------- main
 def main(argv=None):
+    """Runs one training (or resumes it), evaluates and exports; returns 0."""
     args = parse_args(argv)
-    out = pathlib.Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    strategy = run.make_strategy(args.strategy, args.logical_cpus)
 
     import keras
 
-    strategy = _strategy(args)
     import keras_basis
     from examples.div2k import evaluate as E
     from examples.div2k import models  # noqa: F401  (registers the custom layers)
     from examples.div2k.data import PatchSampler
 
-    index, chief = _worker()
-    if not chief:
-        out = out / f"worker-{index}"
-        out.mkdir(parents=True, exist_ok=True)
+    index, chief = run.worker()
     keras.utils.set_random_seed(args.seed + index)
     fn, kwargs = _target_config(args)
-    if args.patch_size is None:
-        args.patch_size = 24 if fn is models.srresnet else 48
-    E.write_text_atomic(out / "args.json", json.dumps(vars(args), indent=2, sort_keys=True))
+    rd = run.RunDir(run.worker_dir(args.output_dir, index, chief), FIELDS,
+                    restart=args.restart)
+    rd.write_args(args, replicas=strategy.num_replicas_in_sync)
     _log(f"strategy: {args.strategy} ({strategy.num_replicas_in_sync} replica(s)); "
-         f"output: {out}")
+         f"output: {rd.path}")
 
     images = _train_images(args)
     sets = _eval_sets(args)
-    ckpt, state = out / "checkpoint.keras", out / "checkpoint.json"
-    resume = ckpt.exists() and state.exists() and not args.no_resume
-    initial_epoch = int(json.loads(state.read_text())["epoch"]) if resume else 0
     # A resumed run draws fresh patches rather than replaying the first epochs' ones.
     sampler = PatchSampler(images, args.scale, args.patch_size, args.batch_size,
-                           seed=args.seed + 1000 * index + 7919 * initial_epoch)
+                           seed=args.seed + 1000 * index + 7919 * rd.epoch)
     dataset = sampler.dataset()
 
     with strategy.scope():
-        if resume:
-            model = keras.models.load_model(ckpt)
-            _log(f"resuming from {ckpt} after epoch {initial_epoch}")
+        if rd.checkpoint:
+            model = keras.models.load_model(rd.checkpoint)
+            _log(f"resuming from {rd.checkpoint} after epoch {rd.epoch}")
         else:
             if args.from_pretrained:
                 calibration = ([sampler.batch()[0] for _ in range(4)]
@@ -432,30 +393,26 @@ def main(argv=None):
                           jit_compile=args.jit_compile)
     info = _describe(model)
 
-    if initial_epoch < args.epochs:
+    if rd.epoch < args.epochs:
         verbose = 1 if sys.stdout.isatty() else 2
         model.fit(
             dataset,
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
-            initial_epoch=initial_epoch,
-            callbacks=_callbacks(args, out, sets, chief),
+            initial_epoch=rd.epoch,
+            callbacks=[run.epoch_callback(rd, _epoch_row(args, sets))],
             verbose=verbose,
         )
     else:
-        _log(f"already trained for {initial_epoch} epochs")
+        _log(f"already trained for {rd.epoch} epochs")
 
-    final = model
-    if args.gamma and hasattr(keras_basis, "strip"):
-        final = keras_basis.strip(model)
+    final = keras_basis.strip(model) if args.gamma else model
     if not chief:
         return 0
-    tmp = out / ".model.tmp.keras"
-    final.save(tmp)
-    os.replace(tmp, out / "model.keras")
-    results = E.evaluate_all(final, args.scale, sets, out, args.eval_max_lr, log=_log)
-    tflite = None if args.no_tflite else _export(final, out / "model.tflite",
-                                                           args.tflite_size)
+    rd.save_model(final)
+    results = E.evaluate_all(final, args.scale, sets, rd.path, args.eval_max_lr, log=_log)
+    tflite = None if args.no_tflite else _export(final, rd.path / "model.tflite",
+                                                 args.tflite_size)
     summary = {
         "model": args.model,
         "scale": args.scale,
@@ -466,7 +423,7 @@ def main(argv=None):
                  for r in results],
         **info,
     }
-    E.write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    rd.write_json("summary.json", summary)
     return 0
 
 
