@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import platform
 import sys
-import tempfile
 import time
 
-__all__ = ["DemoConfig", "run"]
+from keras_basis.plots import plot_accuracy_vs_size
+
+__all__ = [
+    "DemoConfig", "build_cnn", "format_table", "load_data", "plot_accuracy_vs_size", "run",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,36 +181,6 @@ def _fit(model, x, y, *, epochs, batch_size, learning_rate, desc):
     return model
 
 
-def count_macs(model):
-    """Multiply-accumulates of one forward pass of one image (FLOPs = 2 * MACs).
-
-    Counts ``Conv2D`` (1x1 coefficient convolutions included), ``BasisConv2D``
-    and ``Dense`` layers of a functional model whose layers are called once:
-    a convolution costs ``H_out * W_out * kh * kw * c_in * n / groups``; a
-    basis convolution applies its ``m`` filters of depth ``p = c_in / s`` to
-    each of the ``s`` splits, ``H_out * W_out * kh * kw * p * s * m``.
-    """
-    import keras
-
-    from keras_basis.layers import BasisConv2D
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, BasisConv2D)):
-            c_in = int(layer.input.shape[-1])
-            h, w, c_out = (int(v) for v in layer.output.shape[1:])
-            kh, kw = layer.kernel_size
-            if isinstance(layer, BasisConv2D):
-                # c_out = s * m output maps, each from kh*kw*p inputs, p = c_in / s
-                s = c_out // layer.num_basis
-                total += h * w * c_out * kh * kw * (c_in // s)
-            else:
-                total += h * w * c_out * kh * kw * c_in // layer.groups
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(layer.input.shape[-1]) * layer.units
-    return total
-
-
 def _accuracy(probabilities, labels):
     import numpy as np
 
@@ -220,35 +192,6 @@ def _keras_accuracy(model, x, y):
 
 
 # ------------------------------------------------------------------------- writing
-def _atomic_write(path, write):
-    """Call ``write(tmp_path)`` then move the temp file onto ``path``.
-
-    The temp file sits in the same folder (so the move is atomic) and gets
-    the usual permissions (0666 minus the umask) instead of mkstemp's 0600.
-    """
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return _atomic_write(path, write)
-
-
 def format_table(rows):
     """The demo's result table as text (one row per model and format)."""
     header = ["model", "format", "params", "MFLOPs", "file bytes", "acc Keras", "acc TFLite",
@@ -269,40 +212,6 @@ def format_table(rows):
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def plot_accuracy_vs_size(rows, path, title="digits CNN"):
-    """Save the TFLite accuracy against file size (one line per format) as PNG."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.4), dpi=120)
-    ax = fig.add_subplot()
-    for fmt, marker in (("float32", "o"), ("int8", "s")):
-        pts = [r for r in rows if r["format"] == fmt]
-        if not pts:
-            continue
-        pts.sort(key=lambda r: r["file_bytes"])
-        ax.plot([r["file_bytes"] / 1024 for r in pts], [r["acc_tflite"] for r in pts],
-                marker=marker, label=f"TFLite {fmt}")
-        for r in pts:
-            ax.annotate(r["model"], (r["file_bytes"] / 1024, r["acc_tflite"]),
-                        textcoords="offset points", xytext=(4, -10), fontsize=7)
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # minor ticks: label only 2, 3 and 5 x 10^k, so that labels never collide
-    ax.xaxis.set_minor_formatter(
-        FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
-    )
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_xlabel("file size (KiB, log scale)")
-    ax.set_ylabel("test accuracy (TFLite)")
-    ax.set_title(f"{title}: accuracy vs size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 # ----------------------------------------------------------------------------- run
@@ -335,7 +244,7 @@ def run(config=None, *, log=None):
     import keras
 
     import keras_basis
-    from keras_basis import tflite
+    from keras_basis import fileio, tflite
 
     config = config or DemoConfig()
     if log is None:
@@ -387,7 +296,7 @@ def run(config=None, *, log=None):
     rows = []
     for ratio in points:
         model = models[ratio]
-        _atomic_write(out / f"{_stem(ratio)}.keras", model.save)
+        fileio.atomic_write(out / f"{_stem(ratio)}.keras", model.save)
         for fmt, quantize in (("float32", None), ("int8", "int8")):
             path = keras_basis.export_tflite(
                 model, out / f"{_stem(ratio)}_{fmt}.tflite", quantize=quantize,
@@ -397,7 +306,8 @@ def run(config=None, *, log=None):
             bench = tflite.benchmark_tflite(path, threads=config.threads,
                                             runs=config.latency_runs, warmup=10)
             row = dict(model=_label(ratio), ratio=ratio, format=fmt,
-                       params=int(model.count_params()), flops=2 * count_macs(model),
+                       params=int(model.count_params()),
+                       flops=2 * keras_basis.count_macs(model),
                        file=path.name,
                        file_bytes=path.stat().st_size, acc_tflite=acc,
                        latency_ms=bench["median_ms"], latency_p90_ms=bench["p90_ms"],
@@ -416,9 +326,9 @@ def run(config=None, *, log=None):
     )
     plot_accuracy_vs_size(rows, out / "accuracy_vs_size.png")
     settings = dataclasses.asdict(config)
-    _write_text(out / "results.json", json.dumps(
+    fileio.write_text(out / "results.json", json.dumps(
         {"config": settings, "rows": rows, "seconds": elapsed}, indent=2) + "\n")
-    _write_text(out / "results.md", (
+    fileio.write_text(out / "results.md", (
         "# keras-basis demo\n\n```\n" + table + "\n```\n\n" + notes + "\n\n"
         + "Settings: " + json.dumps(settings) + "\n"
     ))

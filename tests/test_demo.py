@@ -52,7 +52,8 @@ def test_build_cnn_parameter_count():
     assert model.output_shape == (None, 10)
 
 
-def test_count_macs_against_hand_counts():
+def test_demo_macs_against_hand_counts():
+    """The demo's MFLOPs column is 2 x keras_basis.count_macs: checked by hand here."""
     import keras
 
     import keras_basis
@@ -60,14 +61,15 @@ def test_count_macs_against_hand_counts():
     model = demo.build_cnn(image_size=16, width=32)
     convs = [(16, 1, 32), (16, 32, 32), (8, 32, 64), (8, 64, 64), (4, 64, 64)]
     dense = sum(hw * hw * 9 * c * n for hw, c, n in convs)
-    assert demo.count_macs(model) == dense + 64 * 10
+    assert keras_basis.count_macs(model) == dense + 64 * 10 == 6_562_432
     # A basis pair: s splits of p channels, m filters each, then s*m -> n.
     x = inputs = keras.Input((16, 16, 32))
     x = keras_basis.BasisConv2D(5, 3, splits=4, padding="same")(x)
     x = keras.layers.Conv2D(64, 1)(x)
     pair = keras.Model(inputs, x)
-    assert demo.count_macs(pair) == 16 * 16 * (4 * 5 * 9 * 8) + 16 * 16 * (4 * 5 * 64)
-    assert demo.count_macs(pair) == keras_basis.maths.basis_macs(32, 64, 3, 3, 4, 5, 16, 16)
+    macs = keras_basis.count_macs(pair)
+    assert macs == 16 * 16 * (4 * 5 * 9 * 8) + 16 * 16 * (4 * 5 * 64)
+    assert macs == keras_basis.maths.basis_macs(32, 64, 3, 3, 4, 5, 16, 16)
 
 
 def test_format_table_and_plot(tmp_path):
@@ -123,6 +125,16 @@ def test_demo_quick_end_to_end(tmp_path):
         assert r["latency_ms"] > 0
     orig = by["original", "float32"]
     assert orig["acc_keras"] > 0.8
+    # The MFLOPs column: 2 x MACs, the hand count of the CNN above; the compressed
+    # model's is that of the saved file (count_macs re-checked on the loaded model).
+    assert orig["flops"] == by["original", "int8"]["flops"] == 2 * 6_562_432
+    import keras
+
+    import keras_basis
+
+    saved = keras.models.load_model(out / "basis_r0p25.keras", compile=False)
+    assert by["basis r=0.25", "float32"]["flops"] == 2 * keras_basis.count_macs(saved)
+    assert by["basis r=0.25", "float32"]["flops"] < orig["flops"]
     # float32 TFLite computes the same network: at most one digit of 360 may flip.
     for key in (("original", "float32"), ("basis r=0.25", "float32")):
         assert abs(by[key]["acc_tflite"] - by[key]["acc_keras"]) <= 1 / n_test + 1e-9

@@ -1,0 +1,161 @@
+"""The entry point: a registry of subcommands wired into one parser.
+
+Each subcommand is a module of this package with ``register(subparsers,
+prog, common)`` (adds its parser, sets ``run``) and ``run(args)`` (does the
+work, returns the exit status); ``COMMANDS`` lists them in ``--help`` order.
+``run_command`` gives one subcommand a parser of its own, for the scripts of
+``tflite/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from keras_basis.cli import bench, compress, demo, export, options, report
+from keras_basis.cli.io_helpers import (
+    CLIError,
+    error_text,
+    quiet_native_stderr,
+    quiet_python_logs,
+)
+
+PROG = "keras-basis"
+COMMANDS = {module.NAME: module for module in (compress, report, export, bench, demo)}
+DESCRIPTION = (
+    "Compress Keras 3 CNNs with learned filter bases (Li et al., ICCV 2019) "
+    "and export them to TFLite (LiteRT)."
+)
+EXAMPLES = (
+    "demo --output-dir demo-output",
+    "compress model.keras small.keras --ratio 0.3",
+    "report small.keras --plot spectra.png",
+    "export small.keras small.tflite --quantize int8 --calibration-dir images/",
+    "bench model.tflite small.tflite",
+)
+
+
+class _Version(argparse.Action):
+    """``--version``: imports the package version only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from keras_basis import __version__
+
+        parser.exit(0, f"{parser.prog} {__version__}\n")
+
+
+def _common():
+    common = options.Parser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks and TensorFlow's log lines",
+    )
+    return common
+
+
+def build_parser():
+    """The ``keras-basis`` parser with every subcommand of ``COMMANDS``."""
+    parser = options.Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=options.examples(PROG, *EXAMPLES),
+    )
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.Parser)
+    sub.required = True
+    common = [_common()]
+    for name, module in COMMANDS.items():
+        module.register(sub, f"{PROG} {name}", common)
+    return parser
+
+
+class _Standalone:
+    """Stands in for ``add_subparsers()`` so a command's parser is the top level."""
+
+    def __init__(self, prog):
+        self.prog = prog
+        self.parser = None
+
+    def add_parser(self, name, **kwargs):
+        kwargs.pop("help", None)
+        self.parser = options.Parser(prog=self.prog, **kwargs)
+        self.parser.set_defaults(command=name)
+        return self.parser
+
+
+def _execute(args, label):
+    try:
+        with quiet_native_stderr(enabled=not args.debug):
+            if not args.debug:
+                quiet_python_logs()
+            return args.run(args)
+    except CLIError as err:
+        print(f"{label}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"{label}: error: {error_text(err)}", file=sys.stderr)
+        return 1
+
+
+def main(argv=None):
+    """Entry point of ``keras-basis``; returns the exit status.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 on an error (one line on stderr), 2 on a usage error,
+        130 when interrupted.
+
+    Example:
+
+    >>> main(["report", "model.keras"])
+    0
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    return _execute(args, f"{PROG} {args.command}")
+
+
+def run_command(name, argv=None, *, prog=None):
+    """Run subcommand ``name`` with a parser of its own (usage ``prog ...``).
+
+    The scripts of ``tflite/`` are this call, so their flags are the
+    subcommand's, spelled the same.
+
+    Args:
+        name: a key of ``COMMANDS`` (``"export"``, ``"bench"``, ...).
+        argv: the arguments (default ``sys.argv[1:]``).
+        prog: the program name in usage, examples and errors (default the
+            script's file name).
+
+    Returns:
+        the exit status, as :func:`main`.
+
+    Example:
+
+    >>> sys.exit(run_command("export", prog="tflite/convert.py"))
+    """
+    if name not in COMMANDS:
+        raise ValueError(
+            f"Invalid value for argument `name`. Expected one of {sorted(COMMANDS)}. "
+            f"Received name={name!r}."
+        )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    prog = prog or os.path.basename(sys.argv[0])
+    standalone = _Standalone(prog)
+    COMMANDS[name].register(standalone, prog, [_common()])
+    args = standalone.parser.parse_args(argv)
+    return _execute(args, prog)

@@ -1,0 +1,176 @@
+"""``keras-basis export`` (also ``tflite/convert.py``): a verified .tflite file."""
+
+from __future__ import annotations
+
+from keras_basis.cli import options
+from keras_basis.cli.io_helpers import (
+    CLIError,
+    calibration,
+    check_keras_file,
+    check_normalisation,
+    check_output_file,
+    image_files,
+    input_geometry,
+    load_model,
+    normalise,
+)
+
+NAME = "export"
+SUMMARY = "convert a Keras model to a verified .tflite file"
+DESCRIPTION = (
+    "Convert a Keras model to TFLite (LiteRT), builtin ops only, static batch 1,\n"
+    "written atomically, then run the file and print a verification line: the\n"
+    "largest difference from the Keras model's outputs and the file size, and the\n"
+    "file's op histogram. int8 needs --calibration-dir, a folder of images\n"
+    "(searched recursively) that are resized to the model's input size and\n"
+    "normalised as  x = pixel / 255 * SCALE + OFFSET  (default [0, 1])."
+)
+EXAMPLES = (
+    "small.keras small.tflite",
+    "small.keras small_f16.tflite --quantize float16",
+    "small.keras small_int8.tflite --quantize int8 --calibration-dir images/",
+    "small.keras small_int8.tflite --quantize int8 --calibration-dir images/ "
+    "--scale 2 --offset -1   # inputs in [-1, 1]",
+    "small.keras dense.tflite --fold",
+    "small.keras fast.tflite --fold auto --fold-threads 1",
+    "edsr.keras edsr.tflite --image-size 128x128 --scale 255   # SR network, 0-255 pixels",
+)
+FOLD_CHOICES = ("none", "all", "auto")
+
+
+def register(subparsers, prog, common=()):
+    """Add the ``export`` subcommand to ``subparsers``; returns its parser."""
+    p = options.add_command(
+        subparsers, NAME, summary=SUMMARY, description=DESCRIPTION, examples_=EXAMPLES,
+        prog=prog, common=common,
+    )
+    p.add_argument("model", metavar="MODEL.keras")
+    p.add_argument("output", metavar="OUT.tflite")
+    p.add_argument(
+        "--quantize",
+        choices=options.QUANTIZE_CHOICES,
+        default="none",
+        help="none (float32), float16 weights, dynamic-range int8 weights, or "
+        "full-integer int8 (needs --calibration-dir) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--int8-io",
+        action="store_true",
+        help="with --quantize int8: int8 inputs and outputs too (no QUANTIZE/DEQUANTIZE "
+        "at the ends)",
+    )
+    p.add_argument(
+        "--fold",
+        nargs="?",
+        const="all",
+        default="none",
+        choices=FOLD_CHOICES,
+        help="fold basis pairs back into plain Conv2D layers before conversion: all of "
+        "them (--fold or --fold all), or only those whose dense form measures faster on "
+        "this machine (--fold auto, which prints the timings) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fold-threads",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="interpreter threads used to time the pairs for --fold auto "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--num-verify",
+        type=options.non_negative_int,
+        default=16,
+        metavar="N",
+        help="inputs compared with Keras after writing: the first N calibration images, "
+        "else N random inputs; 0 skips the check (default: %(default)s)",
+    )
+    options.add_load_args(p)
+    options.add_image_args(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def check_args(args):
+    """Errors in the combination of flags, before any file is read."""
+    if args.quantize == "int8" and not args.calibration_dir:
+        raise CLIError(
+            "--quantize int8 needs calibration data: pass --calibration-dir DIR "
+            "(a folder of images like the model's inputs)"
+        )
+    if args.int8_io and args.quantize != "int8":
+        raise CLIError(f"--int8-io needs --quantize int8; received --quantize {args.quantize}")
+
+
+def print_fold_plan(plan, threads):
+    """One line per basis pair: its latency, its dense form's, and the decision."""
+    print(f"fold plan ({threads} thread(s), batch 1):")
+    for row in plan:
+        print(
+            f"  {row['coefficients']:<32} {str(row['input_shape']):<20} "
+            f"basis {row['basis_ms']:8.3f} ms  dense {row['dense_ms']:8.3f} ms  "
+            f"MACs {row['basis_macs'] / row['dense_macs']:.2f}x  "
+            f"-> {'fold' if row['fold'] else 'keep'}"
+        )
+
+
+def run(args):
+    """Convert ``args.model`` to ``args.output`` and verify it; returns the exit status."""
+    check_args(args)
+    src = check_keras_file(args.model)
+    dst = check_output_file(args.output)
+    quantize = None if args.quantize == "none" else args.quantize
+    if args.calibration_dir:
+        image_files(args.calibration_dir)
+    import numpy as np
+
+    import keras_basis
+    from keras_basis import tflite
+    from keras_basis.export import fold_plan
+
+    model = load_model(src, safe_mode=args.safe_mode)
+    check_normalisation(model, args)
+    calib = calibration(model, args)
+    shape = input_geometry(model, args.image_size) if args.image_size else None
+    fold = {"none": False, "all": True}.get(args.fold)
+    if args.fold == "auto":
+        plan = fold_plan(
+            model, quantize=quantize, threads=args.fold_threads, input_shape=shape
+        )
+        print_fold_plan(plan, args.fold_threads)
+        fold = [row["coefficients"] for row in plan if row["fold"]]
+    path = keras_basis.export_tflite(
+        model,
+        dst,
+        quantize=quantize,
+        representative_dataset=calib if quantize == "int8" else None,
+        int8_io=args.int8_io,
+        fold=fold,
+        input_shape=shape,
+        calibration_steps=args.num_calibration,
+    )
+    size = f"size {path.stat().st_size:,} bytes"
+    if args.num_verify:
+        if calib is not None:
+            probe, what = calib[: args.num_verify], "calibration images"
+        else:
+            h, w, c = input_geometry(model, args.image_size)
+            rng = np.random.default_rng(0)
+            probe = normalise(
+                rng.random((args.num_verify, h, w, c), dtype=np.float32), c,
+                args.scale, args.offset,
+            )
+            what = "random inputs"
+        err = tflite.compare_with_keras(model, path, probe)
+        agree = err.get("top1_agreement")
+        print(
+            f"verified {path}: max |TFLite - Keras| = {err['max_abs_error']:.3g} "
+            f"(relative {err['max_rel_error']:.3g}"
+            + (f", top-1 agreement {agree:.0%}" if agree is not None else "")
+            + f") on {len(probe)} {what}; {size}"
+        )
+    else:
+        print(f"wrote {path} (not verified: --num-verify 0); {size}")
+    hist = tflite.op_histogram(path)
+    print("ops: " + ", ".join(f"{k} x{v}" for k, v in hist.items()))
+    return 0

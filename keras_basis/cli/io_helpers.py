@@ -1,0 +1,319 @@
+"""Input and output of the command line: files, models, images, stderr.
+
+Checks that fail early (before the slow TensorFlow work) with one-line
+``CLIError`` messages, the model and image loaders shared by every command
+(and by the scripts of ``tflite/``), and the plumbing that keeps TensorFlow's
+native log lines off the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pathlib
+import sys
+import tempfile
+import zipfile
+
+from keras_basis.cli.options import one_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def error_text(err):
+    """One line for an exception raised below a command."""
+    text = one_line(err) or type(err).__name__
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)) and err.filename:
+        text = f"{err.filename}: {one_line(err.strerror or text)}"
+    if len(text) > 400:
+        text = text[:397] + "..."
+    return text
+
+
+# --------------------------------------------------------------------- stderr
+@contextlib.contextmanager
+def quiet_native_stderr(enabled=True):
+    """Send file descriptor 2 (TensorFlow's C++ logs) to a scratch file.
+
+    Python's ``sys.stderr`` keeps writing to the terminal, so our own messages,
+    warnings and progress bars stay visible.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    scratch = tempfile.TemporaryFile()
+    old_stderr = sys.stderr
+    os.dup2(scratch.fileno(), 2)
+    sys.stderr = io.TextIOWrapper(
+        os.fdopen(os.dup(saved), "wb", buffering=0), write_through=True, errors="replace"
+    )
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        replacement = sys.stderr
+        sys.stderr = old_stderr
+        replacement.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+        scratch.close()
+
+
+def quiet_python_logs():
+    """Silence Python warnings and the absl/TensorFlow loggers below ERROR."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+# ---------------------------------------------------------------- file checks
+def check_input_file(path, kind):
+    """``path`` as a Path; CLIError unless it is a readable file."""
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise CLIError(f"{path}: no such file")
+    if p.is_dir():
+        raise CLIError(f"{path}: is a directory, expected a {kind} file")
+    if not os.access(p, os.R_OK):
+        raise CLIError(f"{path}: cannot read the file (permission denied)")
+    return p
+
+
+def check_keras_file(path):
+    """``path`` as a Path; CLIError unless it is a .keras archive (or .h5)."""
+    p = check_input_file(path, ".keras")
+    if p.suffix.lower() in (".h5", ".hdf5"):
+        return p
+    ok = zipfile.is_zipfile(p)
+    if ok:
+        with zipfile.ZipFile(p) as z:
+            ok = "config.json" in z.namelist()
+    if not ok:
+        raise CLIError(
+            f"{path}: not a Keras model file (expected a .keras archive written by model.save)"
+        )
+    return p
+
+
+def check_tflite_file(path):
+    """``path`` as a Path; CLIError unless it is a TFLite flatbuffer."""
+    p = check_input_file(path, ".tflite")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != b"TFL3":
+        raise CLIError(f"{path}: not a TFLite file (no TFL3 flatbuffer identifier)")
+    return p
+
+
+def check_output_file(path, suffix=None):
+    """Fail early (before any slow work) when ``path`` cannot be written."""
+    p = pathlib.Path(path)
+    if suffix and p.suffix.lower() != suffix:
+        raise CLIError(f"{path}: the output file name must end with {suffix}")
+    if p.is_dir():
+        raise CLIError(f"{path}: cannot write the output: it is a directory")
+    parent = p.parent if str(p.parent) else pathlib.Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise CLIError(f"{path}: cannot write the output: {parent} is not a folder")
+    if not parent.is_dir():
+        raise CLIError(f"{path}: cannot write the output: folder {parent} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{p.name}.", suffix=".probe"):
+            pass
+    except OSError as err:
+        raise CLIError(f"{path}: cannot write the output: {one_line(err.strerror or err)}")
+    return p
+
+
+def check_output_dir(path):
+    """Create folder ``path`` if needed; CLIError unless files can be written there."""
+    p = pathlib.Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise CLIError(f"{path}: cannot write to the output folder: {one_line(err)}")
+    return p
+
+
+# --------------------------------------------------------------------- models
+def load_model(path, safe_mode=True):
+    """The ``keras.Model`` saved at ``path`` (basis layers registered)."""
+    import keras
+
+    import keras_basis  # noqa: F401  (registers the basis layers for loading)
+
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as err:  # Keras raises many types on a foreign file
+        raise CLIError(f"{path}: cannot load the Keras model: {one_line(err)[:300]}")
+    if not isinstance(model, keras.Model):
+        raise CLIError(f"{path}: holds a {type(model).__name__}, not a keras.Model")
+    return model
+
+
+def save_model(model, path):
+    """Save ``model`` as .keras atomically (temp file in the same folder)."""
+    from keras_basis import fileio
+
+    return fileio.atomic_write(path, model.save)
+
+
+def input_geometry(model, image_size=None, *, images=False):
+    """``(height, width, channels)`` of a single-image-input model.
+
+    Args:
+        model: a ``keras.Model`` with one ``(batch, H, W, C)`` input.
+        image_size: ``(H, W)`` replacing the model's (``--image-size``).
+        images: the input is fed from image files, so C must be 1 or 3.
+    """
+    shapes = model.input_shape
+    if isinstance(shapes, list):
+        if len(shapes) != 1:
+            raise CLIError(
+                f"model '{model.name}' has {len(shapes)} inputs; calibration images need "
+                "exactly one image input"
+            )
+        shapes = shapes[0]
+    if len(shapes) != 4:
+        raise CLIError(
+            f"model '{model.name}' input shape {tuple(shapes)} is not (batch, height, width, "
+            "channels); calibration images need an image input"
+        )
+    _, h, w, c = shapes
+    if image_size:
+        h, w = image_size
+    if h is None or w is None:
+        raise CLIError(
+            f"model '{model.name}' has no fixed input size {tuple(shapes)}: pass --image-size HxW"
+        )
+    if images and c not in (1, 3):
+        raise CLIError(
+            f"model '{model.name}' has {c} input channels; calibration images must be "
+            "grayscale (1) or RGB (3)"
+        )
+    return h, w, c
+
+
+# --------------------------------------------------------------------- images
+def image_files(folder):
+    """Sorted image files under ``folder`` (recursive); CLIError when none."""
+    p = pathlib.Path(folder)
+    if not p.exists():
+        raise CLIError(f"{folder}: no such folder (--calibration-dir)")
+    if not p.is_dir():
+        raise CLIError(f"{folder}: not a folder (--calibration-dir)")
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CLIError(
+            f"{folder}: no images found (--calibration-dir; looked for "
+            f"{', '.join(IMAGE_SUFFIXES)})"
+        )
+    return files
+
+
+def _per_channel(values, channels, flag):
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    if v.size not in (1, channels):
+        raise CLIError(
+            f"{flag} needs 1 or {channels} comma-separated values (the model has {channels} "
+            f"input channels); received {v.size}"
+        )
+    return v
+
+
+def check_normalisation(model, args):
+    """CLIError unless ``--scale`` / ``--offset`` have 1 value or 1 per input channel."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        if len(shape) != 1:
+            return
+        shape = shape[0]
+    channels = shape[-1]
+    if channels is not None:
+        _per_channel(args.scale, int(channels), "--scale")
+        _per_channel(args.offset, int(channels), "--offset")
+
+
+def normalise(pixels01, channels, scale=(1.0,), offset=(0.0,)):
+    """``pixels01 * SCALE + OFFSET``, with one value or one per channel."""
+    import numpy as np
+
+    s = _per_channel(scale, channels, "--scale")
+    o = _per_channel(offset, channels, "--offset")
+    return (np.asarray(pixels01, np.float32) * s + o).astype(np.float32)
+
+
+def load_images(folder, size, channels, *, limit=200, scale=(1.0,), offset=(0.0,)):
+    """Images of ``folder`` as a float32 batch ``(N, H, W, C)``.
+
+    Files are sorted, ``limit`` of them are taken evenly spaced over the list (so
+    that a class-per-subfolder layout is covered), converted to grayscale or
+    RGB, resized bilinearly to ``size = (H, W)`` and normalised as
+    ``pixel / 255 * scale + offset`` (``scale``, ``offset``: one value or one
+    per channel).
+    """
+    import numpy as np
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CLIError("reading calibration images needs Pillow: pip install pillow")
+    files = image_files(folder)
+    if len(files) > limit:
+        step = len(files) / limit
+        files = [files[int(i * step)] for i in range(limit)]
+    h, w = size
+    batch = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if channels == 1 else "RGB").resize(
+                    (w, h), Image.BILINEAR
+                )
+                a = np.asarray(im, dtype=np.float32) / 255.0
+        except OSError as err:
+            raise CLIError(f"{f}: cannot read the image: {one_line(err)}")
+        batch.append(a[..., None] if channels == 1 else a)
+    return normalise(np.stack(batch), channels, scale, offset)
+
+
+def calibration(model, args):
+    """The ``--calibration-dir`` images for ``model``, or None without the flag."""
+    if not args.calibration_dir:
+        return None
+    h, w, c = input_geometry(model, args.image_size, images=True)
+    return load_images(
+        args.calibration_dir,
+        (h, w),
+        c,
+        limit=args.num_calibration,
+        scale=args.scale,
+        offset=args.offset,
+    )
+
+
+def format_table(header, rows, align=None):
+    """Plain text table; numbers right-aligned."""
+    cells = [[str(h) for h in header]] + [[str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    align = align or ["<"] + [">"] * (len(header) - 1)
+    lines = []
+    for k, r in enumerate(cells):
+        lines.append("  ".join(f"{v:{a}{w}}" for v, a, w in zip(r, align, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
