@@ -154,7 +154,7 @@ def main(argv=None):
               f"{tr / flops:6.2f} {inf / flops:6.2f} {loop}  "
               f"{res['dense'][0]:.2f}/{res['dense'][1]:.2f}")
     print("\ntrain/infer: basis-pair time / dense time; FLOPs: basis MACs / dense MACs;"
-          " tr/FL, in/FL: time ratio / FLOPs ratio (target <= 1.5, stretch 1.25);"
+          " tr/FL, in/FL: time ratio / FLOPs ratio (T1 of RESULTS.md: <= 1.5, stretch 1.25);"
           " loop: per-split loop implementation / dense time.")
 
 

@@ -10,8 +10,8 @@ DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV op), so they are the work 
 runtime is asked to do. Parameters are the weights the file stores (Keras weights
 without BatchNorm, which folds into the convolutions; a shared basis counted once).
 
-Targets (benchmarks/RESULTS.md): latency ratio <= 1.25 x FLOPs ratio; int8 basis file
-smaller than the int8 original by the parameter ratio. Where a target is missed, ``--profile``
+Targets T2 and T3 of benchmarks/RESULTS.md: latency ratio <= 1.25 x FLOPs ratio; int8
+size ratio <= parameter ratio. Where a target is missed, ``--profile``
 times every basis pair against its dense form as one-layer models
 (``keras_basis.tflite.fold_plan``), and ``--fold`` adds a "basis, fold=auto" row: the
 export option that folds back the pairs whose dense form measured faster.
