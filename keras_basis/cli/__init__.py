@@ -10,7 +10,9 @@ Errors are printed as one line on stderr with a non-zero exit status
 (``--debug`` shows the traceback and TensorFlow's own log lines instead).
 """
 
-from keras_basis.cli.app import COMMANDS, PROG, build_parser, main, run_command
+from keras_basis.cli.app import COMMANDS, PROG, build_parser, command_parser, main, run_command
 from keras_basis.cli.io_helpers import CLIError
 
-__all__ = ["CLIError", "COMMANDS", "PROG", "build_parser", "main", "run_command"]
+__all__ = [
+    "CLIError", "COMMANDS", "PROG", "build_parser", "command_parser", "main", "run_command",
+]

@@ -148,14 +148,27 @@ def run_command(name, argv=None, *, prog=None):
 
     >>> sys.exit(run_command("export", prog="tflite/convert.py"))
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    prog = prog or os.path.basename(sys.argv[0])
+    args = command_parser(name, prog).parse_args(argv)
+    return _execute(args, prog)
+
+
+def command_parser(name, prog):
+    """The parser of subcommand ``name`` alone, as its top level (usage ``prog ...``).
+
+    Args:
+        name: a key of ``COMMANDS``.
+        prog: the program name shown in usage and examples.
+
+    Returns:
+        an ``argparse.ArgumentParser`` with the subcommand's flags.
+    """
     if name not in COMMANDS:
         raise ValueError(
             f"Invalid value for argument `name`. Expected one of {sorted(COMMANDS)}. "
             f"Received name={name!r}."
         )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    prog = prog or os.path.basename(sys.argv[0])
     standalone = _Standalone(prog)
     COMMANDS[name].register(standalone, prog, [_common()])
-    args = standalone.parser.parse_args(argv)
-    return _execute(args, prog)
+    return standalone.parser
