@@ -3,76 +3,28 @@
 One call turns a model into a ``.tflite`` file: float32,
 float16 weights, dynamic-range or full-integer int8, builtin ops only, written
 atomically. Optionally folds basis pairs back into dense convolutions first
-(``fold``), everywhere or only where the dense form measured faster.
+(``fold``), everywhere or only where the dense form measured faster
+(:func:`fold_plan`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import pathlib
-import tempfile
 import warnings
 
+import keras
 import numpy as np
 
-__all__ = ["export_tflite"]
+from keras_basis import _convert, fileio
+from keras_basis._fold import fold_plan
+from keras_basis._transform import clone, graph
+from keras_basis.layers import BasisConv2D
+from keras_basis.transform import basis_pairs, decompress
+
+__all__ = ["export_tflite", "fold_plan"]
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
-
-
-# ----------------------------------------------------------------- validation
-def _check_model(model):
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Invalid type for argument `model`. Expected a keras.Model. "
-            f"Received model={model!r} of type {type(model).__name__}."
-        )
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(
-            f"Invalid value for argument `model`: model '{model.name}' has no known "
-            "inputs. Expected a built Functional or Sequential model with an Input. "
-            f"Received model={model.name!r} (built={model.built})."
-        )
-
-
-def _input_shapes(model, input_shape, batch_size):
-    """Static (batch, ...) shapes of every model input, filling ``None`` dims."""
-    shapes = [tuple(t.shape) for t in model.inputs]
-    if input_shape is not None:
-        given = [input_shape] if len(shapes) == 1 else list(input_shape)
-        if len(given) != len(shapes) or any(
-            len(tuple(g)) != len(s) - 1 for g, s in zip(given, shapes)
-        ):
-            raise ValueError(
-                "Invalid value for argument `input_shape`. Expected the shape of each "
-                f"input without the batch axis, e.g. {[s[1:] for s in shapes]}. "
-                f"Received input_shape={input_shape!r}."
-            )
-        merged = []
-        for g, s in zip(given, shapes):
-            for gi, si in zip(g, s[1:]):
-                if si is not None and gi != si:
-                    raise ValueError(
-                        "Invalid value for argument `input_shape`. It conflicts with the "
-                        f"model's input shape {s}. Received input_shape={input_shape!r}."
-                    )
-            merged.append((s[0],) + tuple(int(v) for v in g))
-        shapes = merged
-    out = []
-    for s in shapes:
-        if any(v is None for v in s[1:]):
-            raise ValueError(
-                f"Model '{model.name}' has an input of shape {s} with unknown dimensions. "
-                "Expected `input_shape` to fix them (without the batch axis), e.g. "
-                f"input_shape={tuple(128 if v is None else v for v in s[1:])}. "
-                "Received input_shape=None."
-            )
-        out.append((batch_size,) + tuple(int(v) for v in s[1:]))
-    return out
 
 
 def _check_options(quantize, representative_dataset, int8_io, batch_size, fold):
@@ -113,179 +65,55 @@ def _check_options(quantize, representative_dataset, int8_io, batch_size, fold):
         )
 
 
-# -------------------------------------------------------- representative data
-def _calibration_samples(data, shapes, steps):
-    """Yield lists of float32 arrays of batch 1, one per model input.
-
-    ``data`` is an array (samples along axis 0; a list of arrays for several
-    inputs), a ``tf.data.Dataset`` (batched or not; ``(x, y)`` elements use
-    ``x``) or a callable returning an iterable of such elements.
-    """
-    import tensorflow as tf
-
-    n_inputs = len(shapes)
-    if isinstance(data, tf.data.Dataset):
-        source = data.as_numpy_iterator()
-    elif callable(data):
-        source = data()
-    elif isinstance(data, np.ndarray) or (
-        isinstance(data, (list, tuple)) and n_inputs > 1
-    ):
-        arrays = [np.asarray(data)] if n_inputs == 1 else [np.asarray(a) for a in data]
-        source = [arrays]  # one "batch" holding every sample
-    else:
-        raise TypeError(
-            "Invalid type for argument `representative_dataset`. Expected a NumPy "
-            "array, a tf.data.Dataset or a callable returning an iterable. Received "
-            f"representative_dataset of type {type(data).__name__}."
-        )
-    count = 0
-    for item in source:
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, (list, tuple)):
-            item = list(item)[:n_inputs] if n_inputs > 1 else [item[0]]
-        else:
-            item = [item]
-        item = [np.asarray(a, dtype=np.float32) for a in item]
-        for a, s in zip(item, shapes):
-            if a.ndim == len(s) - 1:
-                continue
-            if a.ndim != len(s) or tuple(a.shape[1:]) != tuple(s[1:]):
-                raise ValueError(
-                    "Invalid value for argument `representative_dataset`. Expected "
-                    f"samples of shape {tuple(s[1:])} (optionally batched). Received "
-                    f"an element of shape {a.shape}."
-                )
-        batched = [a if a.ndim == len(s) else a[None] for a, s in zip(item, shapes)]
-        for i in range(len(batched[0])):
-            yield [a[i : i + 1] for a in batched]
-            count += 1
-            if count >= steps:
-                return
-    if count == 0:
-        raise ValueError(
-            "Invalid value for argument `representative_dataset`: it yielded no "
-            "samples. Expected at least one input sample."
-        )
-
-
-# ------------------------------------------------------------------ conversion
-def _convert(model, shapes, quantize, representative_dataset, int8_io, steps,
-             sliced_bases="pad"):
-    """Convert ``model`` traced at ``shapes`` to TFLite flatbuffer bytes."""
-    import tensorflow as tf
-
-    from keras_basis.layers import sliced_basis_mode
-
-    samples = None
-    if quantize == "int8":  # validate the data before any heavy work
-        samples = list(_calibration_samples(representative_dataset, shapes, steps))
-    # Trace at a static signature, then convert the frozen concrete function:
-    # the variables become constants, so a basis shared by several layers is
-    # one constant, stored once. (Same ops and sizes as Keras'
-    # ExportArchive -> SavedModel route, about 5x faster to convert, which
-    # matters for ``fold="auto"``; TF logs this route as "deprecated" because
-    # it freezes variables, which is exactly what we want here.)
-    specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
-    if len(specs) == 1:
-        fn = tf.function(lambda x: model(x, training=False))
-    else:
-        fn = tf.function(lambda *xs: model(list(xs), training=False))
-    with sliced_basis_mode("pad" if sliced_bases == "pad" else "slice"):
-        concrete = fn.get_concrete_function(*specs)
-    with _quiet_absl():
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        return _configure_and_convert(converter, model.name, quantize, samples, int8_io)
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-    """Drop the converter's "provide trackable_obj" deprecation line."""
-    logger = logging.getLogger("absl")
-
-    def keep(record):
-        return "trackable_obj" not in record.getMessage()
-
-    logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
-
-
-def _configure_and_convert(converter, name, quantize, samples, int8_io):
-    import tensorflow as tf
-
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quantize == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: iter(samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Statistics for quantized inputs")
-            return converter.convert()
-    except Exception as err:  # the converter raises several private types
-        hint = (
-            " With quantize='int8' every op needs an int8 kernel; try "
-            "quantize='dynamic' to find the op that lacks one."
-            if quantize == "int8"
-            else ""
-        )
-        raise RuntimeError(
-            f"TFLite conversion of model '{name}' failed (quantize={quantize!r}, "
-            f"builtin ops only).{hint} Converter error: {err}"
-        ) from err
-
-
 def _is_scalar_prelu(layer):
-    import keras
-
     return isinstance(layer, keras.layers.PReLU) and int(np.prod(layer.alpha.shape)) == 1
 
 
-def _prelu_as_leaky_relu(model):
-    """Copy of ``model`` with every single-slope PReLU as an equal LeakyReLU.
+def _narrow_calls(layer, owner):
+    """Whether ``layer`` is a BasisConv2D called on fewer channels than its depth."""
+    return isinstance(layer, BasisConv2D) and any(
+        int(ins[-1]) < layer.depth for ins, _ in graph.call_shapes(layer, owner)
+    )
 
-    ``PReLU(x) = max(x, 0) + a * min(x, 0)`` with one ``a`` is exactly
-    ``LeakyReLU(negative_slope=a)``; TFLite runs int8 LEAKY_RELU in XNNPACK
-    but int8 PRELU in a slow builtin kernel (see benchmarks/RESULTS.md).
+
+def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
+    """``model``, or a copy whose layers compute the same in an export-friendly way.
+
+    * Every single-slope PReLU becomes the equal LeakyReLU (with
+      ``prelu_to_leaky_relu``): ``PReLU(x) = max(x, 0) + a * min(x, 0)`` with
+      one ``a`` is exactly ``LeakyReLU(negative_slope=a)``; TFLite runs int8
+      LEAKY_RELU in XNNPACK but int8 PRELU in a slow builtin kernel (see
+      benchmarks/RESULTS.md).
+    * Every BasisConv2D called on fewer channels than its depth gets
+      ``narrow_inputs`` (``"pad"``: the file stores the basis once; ``"slice"``:
+      one constant per distinct slice).
     """
-    import keras
-
-    from keras_basis._transform.clone import Cloner
-
-    def walk(m):
-        for layer in m.layers:
-            yield from walk(layer) if isinstance(layer, keras.Model) else (layer,)
-
-    if not any(_is_scalar_prelu(layer) for layer in walk(model)):
+    prelus = {id(ly) for ly, _ in graph.walk(model)
+              if prelu_to_leaky_relu and _is_scalar_prelu(ly)}
+    narrow = {id(ly) for ly, ow in graph.walk(model)
+              if _narrow_calls(ly, ow) and ly.narrow_inputs != narrow_inputs}
+    if not prelus and not narrow:
         return model
 
+    def set_narrow_inputs(config):
+        config["narrow_inputs"] = narrow_inputs
+        return config
+
     def layer_fn(layer):
-        if not _is_scalar_prelu(layer):
+        if id(layer) in narrow:
+            return clone.copy_layer(layer, set_narrow_inputs)
+        if id(layer) not in prelus:
             return None  # plain copy with the same weights
         alpha = float(np.asarray(keras.ops.convert_to_numpy(layer.alpha)).reshape(()))
         leaky = keras.layers.LeakyReLU(negative_slope=alpha, name=layer.name)
         leaky.built = True  # no weights: nothing to copy
         return leaky
 
-    return Cloner(layer_fn)(model)
+    return clone.Cloner(layer_fn)(model)
 
 
 def _warn_sliced_sharing(model):
     """TFLite conv weights are constants: each slice of a basis is its own copy."""
-    from keras_basis.transform import basis_pairs
-
     depths = {}
     for pair in basis_pairs(model):
         if pair.p < pair.basis_layer.depth:
@@ -302,35 +130,14 @@ def _warn_sliced_sharing(model):
         )
 
 
-def _write_atomic(path, content):
-    """Write bytes to ``path`` through a temp file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads):
     if fold is False or fold is None:
         return model
-    from keras_basis import tflite as _tflite
-    from keras_basis.transform import basis_pairs, decompress
-
     if fold is True:
         names = [pair.name for pair in basis_pairs(model)]
     elif fold == "auto":
         given = [s[1:] for s in shapes]
-        plan = _tflite.fold_plan(
+        plan = fold_plan(
             model,
             quantize=quantize,
             threads=fold_threads,
@@ -388,7 +195,7 @@ def export_tflite(
             ``False`` (default), ``True`` (all), ``"auto"`` (only the pairs
             whose dense form measured faster as a one-layer TFLite model at the
             layer's input shape, batch 1, ``fold_threads`` threads; see
-            ``keras_basis.tflite.fold_plan``), or a list of coefficient-conv
+            :func:`fold_plan`), or a list of coefficient-conv
             names. Uses ``keras_basis.decompress``.
         input_shape: the input shape without the batch axis, needed when the
             model has unknown spatial dims (e.g. ``(128, 128, 3)`` for a
@@ -424,7 +231,7 @@ def export_tflite(
     >>> keras_basis.export_tflite(model, "/tmp/m_int8.tflite", quantize="int8",
     ...                           representative_dataset=x_train[:200])
     """
-    _check_model(model)
+    _convert.check_model(model)
     _check_options(quantize, representative_dataset, int8_io, batch_size, fold)
     if isinstance(calibration_steps, bool) or not isinstance(calibration_steps, int) or (
         calibration_steps < 1
@@ -445,10 +252,8 @@ def export_tflite(
             "Invalid value for argument `path`: its folder does not exist. Expected an "
             f"existing folder. Received path='{path}'."
         )
-    shapes = _input_shapes(model, input_shape, batch_size or 1)
+    shapes = _convert.input_shapes(model, input_shape, batch_size or 1)
     model = _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads)
-    if prelu_to_leaky_relu:
-        model = _prelu_as_leaky_relu(model)
     if sliced_bases not in ("pad", "copy"):
         raise ValueError(
             "Invalid value for argument `sliced_bases`. Expected 'pad' or 'copy'. "
@@ -456,11 +261,12 @@ def export_tflite(
         )
     if sliced_bases == "copy":
         _warn_sliced_sharing(model)
+    narrow_inputs = "pad" if sliced_bases == "pad" else "slice"
+    model = _export_copy(model, prelu_to_leaky_relu, narrow_inputs)
     if batch_size is None:
         shapes = [(None,) + s[1:] for s in shapes]
-    content = _convert(
-        model, shapes, quantize, representative_dataset, int8_io, calibration_steps,
-        sliced_bases,
+    content = _convert.convert(
+        model, shapes, quantize, representative_dataset, int8_io, calibration_steps
     )
-    _write_atomic(path, content)
+    fileio.write_bytes(path, content)
     return path

@@ -11,7 +11,7 @@ __all__ = ["BasisConv2D"]
 
 
 @keras.saving.register_keras_serializable(package="keras_basis")
-class BasisConv2D(keras.layers.Layer):
+class BasisConv2D(BasisGeometry, keras.layers.Layer):
     """Split-basis convolution: every input split convolved with shared filters.
 
     The input's ``c`` channels are cut into ``s`` splits of ``p = c / s``
@@ -50,6 +50,17 @@ class BasisConv2D(keras.layers.Layer):
         bias_regularizer, basis_constraint, bias_constraint: as the kernel and
             bias arguments of ``Conv2D``.
         data_format: only ``"channels_last"`` is supported.
+        narrow_inputs: how a call whose input has fewer channels than the
+            basis depth is computed: ``"slice"`` (default) convolves with the
+            first ``c`` channels of the basis; ``"pad"`` zero-pads the input to
+            the basis depth and convolves with the whole basis (the same
+            result; ``export_tflite`` uses it so that the file stores a shared
+            basis once instead of one constant per slice).
+
+    Attributes:
+        depth: the basis depth ``p``: the ``depth`` argument, or ``c / splits``
+            of the first input once built (``get_config`` keeps the
+            arguments as given).
 
     Input shape:
         4D tensor ``(batch, rows, cols, c)``.
@@ -82,15 +93,23 @@ class BasisConv2D(keras.layers.Layer):
         basis_constraint=None,
         bias_constraint=None,
         data_format=None,
+        narrow_inputs="slice",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        args = _geometry_args(
+        args = validate_arguments(
             self.name, num_basis, kernel_size, splits, depth, strides, padding,
-            dilation_rate, data_format or keras.config.image_data_format(),
+            dilation_rate, data_format or keras.config.image_data_format(), narrow_inputs,
         )
-        for key, value in args.items():
-            setattr(self, key, value)
+        self.num_basis = args["num_basis"]
+        self.kernel_size = args["kernel_size"]
+        self.splits = args["splits"]
+        self.depth_argument = args["depth"]  # `depth` is the effective depth (property)
+        self.strides = args["strides"]
+        self.padding = args["padding"]
+        self.dilation_rate = args["dilation_rate"]
+        self.data_format = args["data_format"]
+        self.narrow_inputs = args["narrow_inputs"]
         self.use_bias = bool(use_bias)
         self.basis_initializer = keras.initializers.get(basis_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -100,36 +119,11 @@ class BasisConv2D(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
-    # ------------------------------------------------------------------ build
-    def _channels(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"Layer '{self.name}' expects a 4D input (batch, rows, cols, channels). "
-                f"Received input_shape={tuple(input_shape)}."
-            )
-        c = input_shape[-1]
-        if c is None:
-            raise ValueError(
-                f"Layer '{self.name}' needs a known number of input channels. "
-                f"Received input_shape={tuple(input_shape)}."
-            )
-        return int(c)
-
     def build(self, input_shape):
-        c = self._channels(input_shape)
-        if self.depth is None:
-            s = self.splits or 1
-            if c % s:
-                raise ValueError(
-                    f"Invalid value for argument `splits` of layer '{self.name}'. "
-                    f"Expected a divisor of the input channels c={c}. "
-                    f"Received splits={s}."
-                )
-            self.depth = c // s
-        self.splits_for(c)  # validates
+        depth = self.build_depth(self.input_channels(input_shape))
         self.basis = self.add_weight(
             name="basis",
-            shape=self.kernel_size + (self.depth, self.num_basis),
+            shape=self.kernel_size + (depth, self.num_basis),
             initializer=self.basis_initializer,
             regularizer=self.basis_regularizer,
             constraint=self.basis_constraint,
@@ -145,31 +139,6 @@ class BasisConv2D(keras.layers.Layer):
         else:
             self.bias = None
 
-    def splits_for(self, c):
-        """(splits, channels per split) used for an input with ``c`` channels."""
-        if c % self.depth == 0:
-            return c // self.depth, self.depth
-        if c < self.depth:
-            return 1, c
-        raise ValueError(
-            f"Layer '{self.name}' has a basis of depth p={self.depth}; an input "
-            f"must have a multiple of p channels, or fewer than p (sliced basis). "
-            f"Received an input with c={c} channels."
-        )
-
-    # ------------------------------------------------------------------- call
-    def _call_geometry(self, strides, padding, dilation_rate):
-        """Per-call overrides of the geometry (a shared basis may be used with
-        stride 2 at one site and stride 1 at another)."""
-        strides = self.strides if strides is None else _pair("strides", strides, self.name)
-        dilation_rate = (
-            self.dilation_rate
-            if dilation_rate is None
-            else _pair("dilation_rate", dilation_rate, self.name)
-        )
-        padding = self.padding if padding is None else _check_padding(padding, self.name)
-        return strides, padding, dilation_rate
-
     def call(self, inputs, strides=None, padding=None, dilation_rate=None):
         """Apply the basis to every split of ``inputs``.
 
@@ -177,16 +146,16 @@ class BasisConv2D(keras.layers.Layer):
         values for this call only (so that one shared basis can serve
         convolutions of different geometry, e.g. ResNet's stride-2 first conv).
         """
-        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
-        c = inputs.shape[-1]
-        s, p = self.splits_for(int(c))
+        strides, padding, dilation_rate = self.call_geometry(strides, padding, dilation_rate)
+        s, p = self.splits_for(int(inputs.shape[-1]))
         x = inputs
         basis = self.basis
-        if p < self.depth:
-            if getattr(_MODE, "value", "slice") == "pad":
-                x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.depth - p]])
+        depth = int(basis.shape[2])
+        if p < depth:
+            if self.narrow_inputs == "pad":
+                x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, depth - p]])
             else:
-                basis = self.basis[:, :, :p, :]
+                basis = basis[:, :, :p, :]
         if s > 1:
             shape = ops.shape(inputs)
             h, w = shape[1], shape[2]
@@ -216,35 +185,13 @@ class BasisConv2D(keras.layers.Layer):
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape, strides=None, padding=None, dilation_rate=None):
-        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
-        c = self._channels(input_shape)
-        if self.depth is None:
-            s = self.splits or 1
-        else:
-            s, _ = self.splits_for(c)
-        out = []
-        for size, k, st, d in zip(input_shape[1:3], self.kernel_size, strides, dilation_rate):
-            if size is None:
-                out.append(None)
-                continue
-            eff = (k - 1) * d + 1
-            if padding == "same":
-                out.append((size + st - 1) // st)
-            else:
-                out.append((size - eff) // st + 1)
-        return (input_shape[0], out[0], out[1], s * self.num_basis)
+        return self.output_shape_for(input_shape, strides, padding, dilation_rate)
 
-    # ----------------------------------------------------------------- config
     def get_config(self):
         config = super().get_config()
+        config.update(self.geometry_config())
         config.update(
             {
-                "num_basis": self.num_basis,
-                "kernel_size": self.kernel_size,
-                "depth": self.depth,
-                "strides": self.strides,
-                "padding": self.padding,
-                "dilation_rate": self.dilation_rate,
                 "use_bias": self.use_bias,
                 "basis_initializer": keras.initializers.serialize(self.basis_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
@@ -252,9 +199,6 @@ class BasisConv2D(keras.layers.Layer):
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "basis_constraint": keras.constraints.serialize(self.basis_constraint),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                "data_format": self.data_format,
             }
         )
-        if self.depth is None:
-            config["splits"] = self.splits
         return config

@@ -50,6 +50,7 @@ __all__ = [
     "basis_macs",
     "optimal_splits",
     "num_basis_for_ratio",
+    "rank_for_energy",
 ]
 
 
@@ -356,11 +357,12 @@ def basis_macs(c, n, kh, kw, splits, num_basis, out_h, out_w):
     """MACs of the basis pair: ``(m*c*kh*kw + s*m*n) * out_h * out_w``.
 
     Every one of the ``s`` splits is convolved with the ``m`` basis filters
-    (``s*m*p*kh*kw = m*c*kh*kw`` per position) and the 1x1 coefficient conv
-    maps ``s*m -> n`` channels.
+    (``s*m*p*kh*kw = m*c*kh*kw`` per position: a ``c -> m`` convolution's
+    count) and the 1x1 coefficient conv maps ``s*m -> n`` channels.
     """
     s = _check_splits(splits, c)
-    return (num_basis * c * kh * kw + s * num_basis * n) * out_h * out_w
+    return (conv_macs(c, num_basis, kh, kw, out_h, out_w)
+            + conv_macs(s * num_basis, n, 1, 1, out_h, out_w))
 
 
 def optimal_splits(c, n, kh, kw):
@@ -403,3 +405,45 @@ def num_basis_for_ratio(ratio, c, n, kh, kw, splits):
     per_basis = (c // s) * kh * kw + n * s
     m = int(math.floor(ratio * conv_params(c, n, kh, kw) / per_basis + 1e-9))
     return max(1, min(m, rank_bound(c, n, kh, kw, s)))
+
+
+def rank_for_energy(singular_values, fraction):
+    """Smallest ``m`` whose first ``m`` singular values keep ``fraction`` of the energy.
+
+    The energy of a rank-``m`` truncation is ``sum_{j<m} sv_j^2 / sum_j sv_j^2``
+    (the squared Frobenius norm it keeps, Eckart-Young); ``m`` is the first
+    count reaching ``fraction`` (a relative tolerance of 1e-12 absorbs
+    rounding), at most ``len(singular_values)``.
+
+    Args:
+        singular_values: 1D array, descending (e.g. :func:`singular_values`).
+        fraction: the energy to keep, in (0, 1].
+
+    Returns:
+        int in ``[1, len(singular_values)]`` (1 for an all-zero spectrum).
+
+    Example:
+
+    >>> rank_for_energy([3.0, 2.0, 1.0], 0.9)   # 9/14 < 0.9 <= 13/14
+    2
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
+        raise TypeError(
+            "Invalid type for argument `fraction`. Expected a float in (0, 1]. "
+            f"Received fraction={fraction!r}."
+        )
+    if not 0 < fraction <= 1:
+        raise ValueError(
+            "Invalid value for argument `fraction`. Expected 0 < fraction <= 1. "
+            f"Received fraction={fraction}."
+        )
+    sv = np.asarray(singular_values, dtype=np.float64).reshape(-1)
+    if sv.size == 0:
+        raise ValueError(
+            "Invalid value for argument `singular_values`. Expected at least one value. "
+            "Received an empty array."
+        )
+    energy = sv ** 2
+    kept = np.cumsum(energy) / max(energy.sum(), 1e-30)
+    m = int(np.sum(kept < fraction - 1e-12)) + 1
+    return min(m, sv.size)

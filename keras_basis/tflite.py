@@ -9,8 +9,10 @@ Helpers around ``ai_edge_litert`` (imported lazily; install with
   input and output tensor (builtin or custom, constant or not).
 - ``benchmark_tflite``: batch latency, median and p90 after warm-up, by thread
   count, XNNPACK on or off.
-- ``fold_plan``: per basis pair of a model, its latency against its dense
-  form (fold-back) as one-layer TFLite models, and whether to fold it.
+
+This module works on files only: it imports nothing else of keras-basis.
+The per-pair fold-back timing, which builds and converts Keras models, is
+``keras_basis.export.fold_plan``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import numpy as np
 __all__ = [
     "benchmark_tflite",
     "compare_with_keras",
-    "fold_plan",
     "op_histogram",
     "run_tflite",
     "tflite_ops",
@@ -375,145 +376,3 @@ def benchmark_tflite(model_file, *, threads=1, xnnpack=True, runs=50, warmup=5, 
         "size_bytes": len(content),
         "times_ms": times.tolist(),
     }
-
-
-# ------------------------------------------------------------ fold decisions
-def _basis_pairs(model):
-    from keras_basis.transform import basis_pairs
-
-    return basis_pairs(model)
-
-
-def _static_pair_shapes(model, pairs, input_shapes):
-    """Input shapes of the basis calls for a static model input shape.
-
-    Symbolic propagation (``compute_output_spec``) through a probe model that
-    ends at the basis inputs: no computation, no new nodes on the caller's
-    layers.
-    """
-    import keras
-
-    tensors, names = [], []
-    for pair in pairs:
-        if pair.owner is not model:
-            raise ValueError(
-                f"Cannot infer the input shape of basis pair '{pair.name}' inside the "
-                f"nested model '{pair.owner.name}'. Expected a model whose basis pairs "
-                "are its own layers, or a nested model with a static input shape."
-            )
-        coef_input = next(
-            node.input_tensors[0]
-            for node in pair.coef_layer._inbound_nodes
-            if node.input_tensors
-            and node.input_tensors[0]._keras_history.operation is pair.basis_layer
-        )
-        history = coef_input._keras_history
-        basis_node = pair.basis_layer._inbound_nodes[history.node_index]
-        tensors.append(basis_node.input_tensors[0])
-        names.append(pair.name)
-    probe = keras.Model(model.inputs, tensors)
-    specs = [keras.KerasTensor(shape) for shape in input_shapes]
-    out = probe.compute_output_spec(specs[0] if len(specs) == 1 else specs)
-    out = out if isinstance(out, (list, tuple)) else [out]
-    return {name: tuple(spec.shape) for name, spec in zip(names, out)}
-
-
-def _pair_models(pair, batch_shape):
-    """One-layer Keras models: a basis pair and the dense conv it equals."""
-    import keras
-
-    from keras_basis.layers import BasisConv2D
-
-    basis, coef = pair.basis_layer, pair.coef_layer
-    geometry = {
-        "strides": pair.strides,
-        "padding": pair.padding,
-        "dilation_rate": pair.dilation_rate,
-    }
-    x = keras.Input(batch_shape=batch_shape)
-    y = BasisConv2D(
-        pair.m, pair.kernel_size, depth=basis.depth, use_bias=basis.use_bias, **geometry
-    )(x)
-    y = keras.layers.Conv2D(pair.n, 1, use_bias=coef.use_bias)(y)
-    dense = keras.layers.Conv2D(pair.n, pair.kernel_size, use_bias=coef.use_bias, **geometry)
-    return keras.Model(x, y), keras.Model(x, dense(x))
-
-
-def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, warmup=3):
-    """Time every basis pair against its dense form; say which to fold back.
-
-    Each pair (basis conv + 1x1 coefficients) and the dense ``Conv2D`` it
-    equals are converted to one-layer TFLite models at the pair's input
-    shape, batch 1, in the export's ``quantize`` mode (int8 calibrated on
-    random data: the timing does not depend on the values), and timed with
-    ``benchmark_tflite``. Pairs of identical geometry are timed once. This is
-    also a per-layer profile of a basis model.
-
-    Args:
-        model: a ``keras.Model`` with basis pairs (``keras_basis.basis_pairs``).
-        quantize: as in ``export_tflite``.
-        threads: interpreter threads for the timing.
-        input_shape: model input shape without batch, when it has unknown
-            spatial dims (a list for several inputs).
-        runs, warmup: as in ``benchmark_tflite``.
-
-    Returns:
-        list of dicts, one per pair in graph order: ``coefficients`` (the 1x1
-        conv's name, what ``decompress(layers=...)`` takes), ``basis``,
-        ``input_shape``, ``basis_ms``, ``dense_ms``, ``basis_macs``,
-        ``dense_macs`` (per image) and ``fold`` (True where dense is faster).
-
-    Example:
-
-    >>> [r["coefficients"] for r in fold_plan(model) if r["fold"]]
-    ['stage1_block1_coef']
-    """
-    from keras_basis import maths
-    from keras_basis.export import _check_model, _convert, _input_shapes
-
-    _check_model(model)
-    pairs = _basis_pairs(model)
-    shapes = {pair.name: tuple(pair.input_shape) for pair in pairs}
-    if any(None in shape[1:] for shape in shapes.values()):
-        shapes.update(_static_pair_shapes(model, pairs, _input_shapes(model, input_shape, 1)))
-    rng = np.random.default_rng(0)
-    cache, plan = {}, []
-    for pair in pairs:
-        batch_shape = (1,) + tuple(int(v) for v in shapes[pair.name][1:])
-        kh, kw = pair.kernel_size
-        key = (
-            batch_shape, pair.n, pair.kernel_size, pair.s, pair.p, pair.m, pair.strides,
-            pair.padding, pair.dilation_rate, pair.basis_layer.depth,
-            pair.basis_layer.use_bias, pair.coef_layer.use_bias,
-        )
-        if key not in cache:
-            pair_model, dense_model = _pair_models(pair, batch_shape)
-            data = rng.standard_normal((8,) + batch_shape[1:]).astype(np.float32)
-            timing = []
-            for m in (pair_model, dense_model):
-                content = _convert(m, [batch_shape], quantize, data, False, 8)
-                timing.append(
-                    benchmark_tflite(content, threads=threads, runs=runs, warmup=warmup)[
-                        "median_ms"
-                    ]
-                )
-            out_h, out_w = (int(v) for v in pair_model.output_shape[1:3])
-            macs = (
-                maths.basis_macs(pair.c, pair.n, kh, kw, pair.s, pair.m, out_h, out_w),
-                maths.conv_macs(pair.c, pair.n, kh, kw, out_h, out_w),
-            )
-            cache[key] = (timing[0], timing[1]) + macs
-        basis_ms, dense_ms, basis_macs, dense_macs = cache[key]
-        plan.append(
-            {
-                "coefficients": pair.name,
-                "basis": pair.basis_layer.name,
-                "input_shape": batch_shape,
-                "basis_ms": basis_ms,
-                "dense_ms": dense_ms,
-                "basis_macs": int(basis_macs),
-                "dense_macs": int(dense_macs),
-                "fold": dense_ms < basis_ms,
-            }
-        )
-    return plan

@@ -9,6 +9,8 @@ Network Compression", ICCV 2019.
 * :func:`decompress` folds such pairs back into plain Conv2D layers.
 * :func:`strip` removes the Eq. 18 training term before export.
 * :func:`report` tabulates what was (or could be) compressed.
+* :func:`spectra` gives each layer's singular values and the ``m`` that
+  compress chose or would choose (planned, nothing is compressed).
 * :func:`basis_pairs` lists the pairs of a model.
 * :func:`basis_clone_function` is the per-layer replacement as a
   ``clone_model`` clone function.
@@ -26,7 +28,7 @@ import keras
 import numpy as np
 
 from keras_basis import maths
-from keras_basis._transform import calibrate, clone, graph, plan
+from keras_basis._transform import budget, calibrate, clone, graph, plan
 from keras_basis._transform import report as _report
 from keras_basis._transform.fidelity import KernelFidelity
 from keras_basis._transform.graph import BasisPair, basis_pairs
@@ -39,49 +41,15 @@ __all__ = [
     "compress",
     "decompress",
     "report",
+    "spectra",
     "strip",
 ]
 
 _INITS = ("svd", "random", "data")
-_ALLOCATIONS = ("error", "uniform")
 
 # Facts about a compressed model that its layers do not carry (original
 # kernels, skipped layers); report() uses them. Dropped with the model.
 _INFO = weakref.WeakKeyDictionary()
-
-
-def _check_ratio(ratio):
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise TypeError(
-            "Invalid type for argument `ratio`. Expected a float in (0, 1]. "
-            f"Received ratio={ratio!r} of type {type(ratio).__name__}."
-        )
-    if not 0 < ratio <= 1:
-        raise ValueError(
-            f"Invalid value for argument `ratio`. Expected 0 < ratio <= 1. Received ratio={ratio}."
-        )
-    return float(ratio)
-
-
-def _resolve_num_basis(groups, num_basis):
-    for g in groups:
-        value = None
-        if isinstance(num_basis, dict):
-            if g.name in num_basis:
-                value = num_basis[g.name]
-            else:
-                for mb in g.members:
-                    if mb.name in num_basis:
-                        value = num_basis[mb.name]
-                        break
-            if value is None:
-                continue  # left uncompressed: caller drops groups with m == 0
-        elif callable(num_basis):
-            value = num_basis(g.members[0].layer)
-        else:
-            value = num_basis
-        value = plan.check_int("num_basis", value, g.members[0].name)
-        g.m = min(value, g.rank)
 
 
 def _make_pairs(groups, model_dtype=None):
@@ -193,22 +161,10 @@ def compress(
     >>> small.fit(x, y, epochs=1)
     >>> keras_basis.report(small, reference=model)
     """
-    graph.check_model(model)
-    if (num_basis is None) == (ratio is None):
-        raise ValueError(
-            "Expected exactly one of the arguments `num_basis` and `ratio`. Received "
-            f"num_basis={num_basis!r}, ratio={ratio!r}."
-        )
-    if ratio is not None:
-        ratio = _check_ratio(ratio)
+    ratio = budget.check_size(model, num_basis, ratio, allocation)
     if init not in _INITS:
         raise ValueError(
             f"Invalid value for argument `init`. Expected one of {_INITS}. Received init={init!r}."
-        )
-    if allocation not in _ALLOCATIONS:
-        raise ValueError(
-            f"Invalid value for argument `allocation`. Expected one of {_ALLOCATIONS}. "
-            f"Received allocation={allocation!r}."
         )
     if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or gamma < 0:
         raise ValueError(
@@ -219,42 +175,8 @@ def compress(
             "Invalid value for argument `calibration_data`: init='data' needs calibration "
             "inputs (an array or an iterable of batches). Received calibration_data=None."
         )
-    if isinstance(num_basis, (bool, str, float)):
-        raise TypeError(
-            "Invalid type for argument `num_basis`. Expected an int, a dict or a callable. "
-            f"Received num_basis={num_basis!r}."
-        )
 
-    candidates, skipped, forced = plan.select(model, layers)
-    members = [plan.make_member(ly, ow) for ly, ow in candidates]
-    member_names = {mb.name for mb in members}
-    plan.check_dict_keys("splits", splits, member_names)
-    plan.resolve_splits(members, splits)
-    splits_auto = isinstance(splits, str) and splits == "auto"
-    taken = {ly.name for ly, _ in graph.walk(model)}
-    groups = plan.make_groups(members, share, splits_auto, taken)
-
-    if num_basis is not None:
-        plan.check_dict_keys("num_basis", num_basis, member_names | {g.name for g in groups})
-        _resolve_num_basis(groups, num_basis)
-        for g in groups:
-            if not g.m:
-                skipped += [(mb.name, "not in `num_basis`") for mb in g.members]
-        groups = [g for g in groups if g.m]
-    else:
-        for g in groups:
-            plan.spectrum(g)
-        plan.allocate(groups, ratio, allocation)
-    if not forced:
-        kept = []
-        for g in groups:
-            if g.params() >= g.dense_params:
-                why = (f"no parameter saving (s={g.members[0].s}, m={g.m}: "
-                       f"{g.params()} >= {g.dense_params} weights)")
-                skipped += [(mb.name, why) for mb in g.members]
-            else:
-                kept.append(g)
-        groups = kept
+    groups, skipped = budget.plan_groups(model, num_basis, splits, ratio, layers, share, allocation)
 
     progbar = keras.utils.Progbar(len(groups), verbose=1 if verbose else 0,
                                   unit_name="layer") if groups else None
@@ -496,6 +418,99 @@ def report(model, reference=None, print_fn=print):
         for line in str(rep).splitlines():
             print_fn(line)
     return rep
+
+
+def _kernels_by_name(model):
+    """``{name: kernel}`` of the layers with a 4D kernel (nested models entered)."""
+    out = {}
+    for layer, _ in graph.walk(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and len(kernel.shape) == 4:
+            out.setdefault(layer.name, kernel)
+    return out
+
+
+def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto"):
+    """Per-layer singular-value spectra of the split matrices, with ``m`` marked.
+
+    Nothing is compressed: for an original model the ``m`` come from the same
+    plan as :func:`compress` (selection, splits, allocation).
+
+    * A compressed model (it has basis pairs): one entry per pair, marked
+      with its ``m``; the spectrum is of the ``reference`` model's layer of
+      the same name when given (and of the same shape), else of the kernel
+      the pair computes (rank at most ``m``).
+    * An original model with ``ratio`` or ``num_basis``: one entry per layer
+      that ``compress(model, ratio=..., num_basis=..., splits=splits)`` would
+      compress, marked with the ``m`` it would choose.
+    * An original model without them: every candidate Conv2D, marked with
+      the ``m`` keeping 90% and 99% of the energy
+      (:func:`keras_basis.maths.rank_for_energy`).
+
+    Args:
+        model: a built Functional or Sequential model.
+        reference: the original model of a compressed ``model`` (optional).
+        ratio, num_basis: as in :func:`compress` (at most one).
+        splits: as in :func:`compress` (``"auto"``: Eq. 13).
+
+    Returns:
+        list of dicts: ``name``, ``c``, ``n``, ``kernel`` (``(kh, kw)``),
+        ``s``, ``sv`` (descending singular values of the ``(p*kh*kw, n*s)``
+        split matrix), ``marks`` (list of ``(m, label)``) and ``source``
+        (``"kernel"``, ``"reference kernel"`` or
+        ``"effective kernel (rank <= m)"``).
+
+    Raises:
+        ValueError: e.g. ``splits`` does not divide a layer's input channels.
+
+    Example:
+
+    >>> [(e["name"], e["marks"]) for e in keras_basis.transform.spectra(model)]
+    [('conv1', [(5, '@90%'), (9, '@99%')]), ...]
+    """
+    graph.check_model(model)
+    if reference is not None:
+        graph.check_model(reference, "reference")
+    pairs = basis_pairs(model)
+    entries = []
+    if pairs:
+        originals = _kernels_by_name(reference) if reference is not None else {}
+        for pr in pairs:
+            original = originals.get(pr.name)
+            if original is not None and tuple(original.shape[:3]) == (*pr.kernel_size, pr.c):
+                kernel, source = keras.ops.convert_to_numpy(original), "reference kernel"
+            else:
+                kernel, source = pr.kernel(), "effective kernel (rank <= m)"
+            entries.append(dict(
+                name=pr.name, c=pr.c, n=pr.n, kernel=tuple(pr.kernel_size), s=pr.s,
+                sv=maths.singular_values(kernel, pr.s), marks=[(pr.m, "")], source=source,
+            ))
+        return entries
+    if ratio is not None or num_basis is not None:
+        ratio = budget.check_size(model, num_basis, ratio, "error")
+        groups, _ = budget.plan_groups(model, num_basis, splits, ratio, None, None, "error")
+        what = f"ratio {ratio:g}" if ratio is not None else "num_basis"
+        members = [(mb, g.m) for g in groups for mb in g.members]
+        order = {ly.name: i for i, (ly, _) in enumerate(graph.walk(model))}
+        members.sort(key=lambda item: order.get(item[0].name, 0))
+        for mb, m in members:
+            entries.append(dict(
+                name=mb.name, c=mb.c, n=mb.n, kernel=tuple(mb.kernel_size), s=mb.s,
+                sv=maths.singular_values(mb.kernel, mb.s), marks=[(m, f" ({what})")],
+                source="kernel",
+            ))
+        return entries
+    candidates, _, _ = plan.select(model, None)
+    members = [plan.make_member(ly, ow) for ly, ow in candidates]
+    plan.resolve_splits(members, splits)
+    for mb in members:
+        sv = maths.singular_values(mb.kernel, mb.s)
+        marks = [(maths.rank_for_energy(sv, frac), f"@{frac:.0%}") for frac in (0.9, 0.99)]
+        entries.append(dict(
+            name=mb.name, c=mb.c, n=mb.n, kernel=tuple(mb.kernel_size), s=mb.s, sv=sv,
+            marks=marks, source="kernel",
+        ))
+    return entries
 
 
 Report = _report.Report

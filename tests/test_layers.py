@@ -146,11 +146,40 @@ def test_config_round_trip():
                         use_bias=True, basis_regularizer="l2", name="x")
     clone = BasisConv2D.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+    assert layer.depth is None  # known once built
+    before = layer.get_config()
     layer.build((None, 8, 8, 16))
     cfg = layer.get_config()
-    assert cfg["depth"] == 4 and "splits" not in cfg
+    assert cfg == before  # build does not rewrite a constructor argument
+    assert (cfg["splits"], cfg["depth"], layer.depth) == (4, None, 4)
+    assert tuple(layer.basis.shape) == (3, 5, 4, 7)
+    assert "narrow_inputs" not in cfg  # optional key, only when not the default
     rebuilt = BasisConv2D.from_config(cfg)
     assert rebuilt.compute_output_shape((None, 8, 8, 16)) == (None, 4, 4, 28)
+    rebuilt.build((None, 8, 8, 16))
+    assert rebuilt.depth == 4 and rebuilt.get_config() == cfg
+
+
+def test_config_with_depth_and_narrow_inputs():
+    layer = BasisConv2D(3, 3, depth=10, narrow_inputs="pad", name="net")
+    before = layer.get_config()
+    assert (before["depth"], before["narrow_inputs"], "splits" in before) == (10, "pad", False)
+    layer.build((None, 6, 6, 20))
+    assert layer.get_config() == before and layer.depth == 10
+    assert BasisConv2D.from_config(before).narrow_inputs == "pad"
+
+
+@pytest.mark.parametrize("narrow_inputs", ["slice", "pad"])
+def test_narrow_input_modes_compute_the_same(rng, narrow_inputs):
+    """A 7-channel input against a depth-10 basis: the first 7 basis channels,
+    whether the basis is sliced or the input zero-padded to 10 channels."""
+    layer = BasisConv2D(4, 3, depth=10, padding="same", narrow_inputs=narrow_inputs)
+    x = rng.standard_normal((2, 6, 6, 7)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    b = keras.ops.convert_to_numpy(layer.basis)
+    assert b.shape == (3, 3, 10, 4)
+    np.testing.assert_allclose(y, conv2d_nhwc(x, b[:, :, :7], padding="same"),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +203,8 @@ def test_config_round_trip():
          r"`data_format` of layer 'bad'.*channels_last.*data_format='channels_first'"),
         (dict(num_basis=4, kernel_size=3, strides=2, dilation_rate=2), ValueError,
          r"layer 'bad'.*strides=\(2, 2\), dilation_rate=\(2, 2\)"),
+        (dict(num_basis=4, kernel_size=3, narrow_inputs="zero"), ValueError,
+         r"`narrow_inputs` of layer 'bad'.*\('slice', 'pad'\).*narrow_inputs='zero'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, match):

@@ -181,3 +181,41 @@ def test_num_basis_for_ratio(ratio):
 def test_bad_arguments(rng, call, exc, match):
     with pytest.raises(exc, match=match):
         call(_kernel(rng))
+
+
+# ------------------------------------------------------------ rank_for_energy
+@pytest.mark.parametrize("sv,fraction,expected", [
+    ([3.0, 2.0, 1.0], 0.9, 2),     # energies 9, 4, 1 of 14: 9/14 < 0.9 <= 13/14
+    ([3.0, 2.0, 1.0], 13 / 14, 2),  # exactly reached (rounding absorbed)
+    ([3.0, 2.0, 1.0], 0.95, 3),
+    ([3.0, 2.0, 1.0], 0.5, 1),
+    ([3.0, 2.0, 1.0], 1.0, 3),
+    ([1.0, 0.0, 0.0], 0.99, 1),
+    ([0.0, 0.0], 0.9, 2),           # no energy: clipped to the length
+])
+def test_rank_for_energy_by_hand(sv, fraction, expected):
+    assert maths.rank_for_energy(np.array(sv), fraction) == expected
+
+
+def test_rank_for_energy_is_the_first_truncation_keeping_the_energy(rng):
+    w = rng.standard_normal((3, 3, 8, 6))
+    sv = maths.singular_values(w, 2)
+    total = np.sum(w ** 2)
+    for fraction in (0.5, 0.9, 0.99):
+        m = maths.rank_for_energy(sv, fraction)
+        kept = lambda k: 1 - maths.approximation_error(w, 2, k) / total  # noqa: E731
+        assert kept(m) >= fraction - 1e-12
+        assert m == 1 or kept(m - 1) < fraction
+
+
+@pytest.mark.parametrize("fraction,exc,match", [
+    (0.0, ValueError, r"`fraction`.*0 < fraction <= 1.*fraction=0.0"),
+    (1.5, ValueError, r"fraction=1.5"),
+    ("0.9", TypeError, r"`fraction`.*fraction='0.9'"),
+    (True, TypeError, r"fraction=True"),
+])
+def test_rank_for_energy_bad_fraction(fraction, exc, match):
+    with pytest.raises(exc, match=match):
+        maths.rank_for_energy([1.0], fraction)
+    with pytest.raises(ValueError, match="`singular_values`.*at least one"):
+        maths.rank_for_energy([], 0.9)

@@ -1,18 +1,69 @@
 """The package's front door: public names, and no tfmot side effects on import."""
 
+import inspect
+import re
 import subprocess
 import sys
+import types
+
+import keras
 
 import keras_basis
+import keras_basis.export
+import keras_basis.transform
+
+EXPECTED_ALL = [
+    "BasisConv2D",
+    "BasisPair",
+    "basis_clone_function",
+    "basis_pairs",
+    "compress",
+    "count_macs",
+    "decompress",
+    "export_tflite",
+    "maths",
+    "report",
+    "strip",
+    "tflite",
+    "__version__",
+]
+CLASSES = {"BasisConv2D": keras.layers.Layer, "BasisPair": object}
+MODULES = {"maths", "tflite"}
 
 
 def test_public_names():
-    assert set(keras_basis.__all__) >= {
-        "BasisConv2D", "compress", "decompress", "report", "strip", "basis_pairs",
-        "basis_clone_function", "export_tflite", "maths",
-    }
-    for name in keras_basis.__all__:
-        assert hasattr(keras_basis, name), name
+    assert keras_basis.__all__ == EXPECTED_ALL
+    for name in EXPECTED_ALL:
+        obj = vars(keras_basis)[name]
+        if name == "__version__":
+            assert isinstance(obj, str) and re.fullmatch(r"\d+\.\d+\.\d+", obj), obj
+        elif name in MODULES:
+            assert isinstance(obj, types.ModuleType) and obj.__name__ == f"keras_basis.{name}"
+        elif name in CLASSES:
+            assert isinstance(obj, type) and issubclass(obj, CLASSES[name]), name
+        else:
+            assert isinstance(obj, types.FunctionType), name
+        if name != "__version__":
+            doc = inspect.getdoc(obj) or ""
+            assert len(doc.splitlines()) >= 3, f"{name} is not documented"
+        if isinstance(obj, types.FunctionType):
+            assert "Example" in inspect.getdoc(obj), f"{name} has no example"
+            assert "Args:" in inspect.getdoc(obj) and "Returns:" in inspect.getdoc(obj), name
+
+
+def test_submodule_public_names():
+    assert keras_basis.transform.__all__ == [
+        "BasisPair", "basis_clone_function", "basis_pairs", "compress", "decompress",
+        "report", "spectra", "strip"]
+    assert keras_basis.tflite.__all__ == [
+        "benchmark_tflite", "compare_with_keras", "op_histogram", "run_tflite", "tflite_ops"]
+    assert keras_basis.export.__all__ == ["export_tflite", "fold_plan"]
+    assert "rank_for_energy" in keras_basis.maths.__all__
+    for module in (keras_basis.transform, keras_basis.tflite, keras_basis.export,
+                   keras_basis.maths):
+        for name in module.__all__:
+            obj = vars(module)[name]
+            assert not name.startswith("_") and (inspect.getdoc(obj) or "").strip(), name
 
 
 def test_import_does_not_load_tfmot():

@@ -1,4 +1,4 @@
-"""keras_basis.tflite: run, compare, inspect, benchmark and fold_plan."""
+"""keras_basis.tflite (run, compare, inspect, benchmark) and keras_basis.export.fold_plan."""
 
 import sys
 
@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_basis.export
 from keras_basis import BasisConv2D, export_tflite, maths
 from keras_basis import tflite as kt
 
@@ -118,29 +119,72 @@ def test_missing_litert_gives_install_hint(dense_file, monkeypatch):
         kt.op_histogram(path)
 
 
-def test_fold_plan_rows(basis_model, monkeypatch):
-    timings = iter([1.0, 2.0, 3.0, 1.5])  # (pair, dense) for each distinct geometry
+def _fold_plan_with_table(model, table, monkeypatch, **kwargs):
+    """fold_plan with real conversions and a timer that reads each file.
 
-    def fake_benchmark(content, **kwargs):
-        assert kwargs["threads"] == 2
-        assert isinstance(content, bytes) and content[4:8] == b"TFL3"
-        return {"median_ms": next(timings)}
+    The timer tells the two forms apart by the file's convolutions (the pair
+    has a 3x3 basis conv and a 1x1 coefficient conv, the dense form one 3x3
+    conv) and returns ``table[(form, output height)]``: the fold decisions
+    must follow that table.
+    """
+    files = []
 
-    monkeypatch.setattr(kt, "benchmark_tflite", fake_benchmark)
-    plan = kt.fold_plan(basis_model, threads=2)
+    def timer(content, **kw):
+        assert kw["threads"] == kwargs.get("threads", 1)
+        convs = [op for op in kt.tflite_ops(content) if op["op"] == "CONV_2D"]
+        kernels = tuple(op["inputs"][1]["shape"] for op in convs)  # (out, kh, kw, in)
+        out_h = convs[-1]["outputs"][0]["shape"][1]
+        form = "dense" if len(convs) == 1 else "pair"
+        files.append((form, kernels, out_h))
+        return {"median_ms": table[(form, out_h)]}
+
+    monkeypatch.setattr(kt, "benchmark_tflite", timer)
+    return keras_basis.export.fold_plan(model, **kwargs), files
+
+
+def test_fold_plan_converts_both_forms_and_follows_the_timings(basis_model, monkeypatch):
+    table = {("pair", 12): 1.0, ("dense", 12): 2.0, ("pair", 6): 3.0, ("dense", 6): 1.5}
+    plan, files = _fold_plan_with_table(basis_model, table, monkeypatch, threads=2)
+    # coef_a and coef_b have one geometry (converted and timed once); coef_c is stride 2.
+    assert files == [
+        ("pair", ((6, 3, 3, 8), (16, 1, 1, 12)), 12), ("dense", ((16, 3, 3, 16),), 12),
+        ("pair", ((6, 3, 3, 8), (24, 1, 1, 12)), 6), ("dense", ((24, 3, 3, 16),), 6),
+    ]
     assert [r["coefficients"] for r in plan] == ["coef_a", "coef_b", "coef_c"]
-    # coef_a and coef_b share one geometry (timed once); coef_c is stride 2.
+    assert [r["basis"] for r in plan] == ["basis"] * 3
     assert [(r["basis_ms"], r["dense_ms"], r["fold"]) for r in plan] == [
         (1.0, 2.0, False), (1.0, 2.0, False), (3.0, 1.5, True)]
+    assert [r["input_shape"] for r in plan] == [(1, 12, 12, 16)] * 3
+    # MACs by hand: basis conv = positions * 3*3 * 16 channels * 6 filters (two
+    # splits of 8), coefficients = positions * 12 * n; dense = positions * 3*3*16*n.
+    assert [(r["basis_macs"], r["dense_macs"]) for r in plan] == [
+        (144 * 9 * 16 * 6 + 144 * 12 * 16, 144 * 9 * 16 * 16),
+        (144 * 9 * 16 * 6 + 144 * 12 * 16, 144 * 9 * 16 * 16),
+        (36 * 9 * 16 * 6 + 36 * 12 * 24, 36 * 9 * 16 * 24),
+    ]
     assert plan[0]["basis_macs"] == maths.basis_macs(16, 16, 3, 3, 2, 6, 12, 12)
-    assert plan[0]["dense_macs"] == 12 * 12 * 3 * 3 * 16 * 16
-    assert plan[2]["basis_macs"] == (6 * 16 * 9 + 2 * 6 * 24) * 6 * 6
-    assert plan[2]["input_shape"] == (1, 12, 12, 16)
 
 
-def test_fold_plan_times_real_files(basis_model):
-    plan = kt.fold_plan(basis_model, runs=3, warmup=1)
-    assert len(plan) == 3
-    for row in plan:
-        assert row["basis_ms"] > 0 and row["dense_ms"] > 0
-        assert row["fold"] == (row["dense_ms"] < row["basis_ms"])
+def test_fold_plan_reversed_timings_reverse_the_decisions(basis_model, monkeypatch):
+    table = {("pair", 12): 2.0, ("dense", 12): 1.0, ("pair", 6): 1.0, ("dense", 6): 2.0}
+    plan, _ = _fold_plan_with_table(basis_model, table, monkeypatch)
+    assert [r["fold"] for r in plan] == [True, True, False]
+
+
+def test_fold_plan_pads_a_sliced_basis(monkeypatch):
+    """A narrow input (8 channels, basis depth 16) is timed as export does it:
+    zero-padded to the depth, against the whole (16-deep) basis."""
+    keras.utils.set_random_seed(2)
+    x = keras.Input((6, 6, 8))
+    y = BasisConv2D(4, 3, depth=16, padding="same", name="deep")(x)
+    model = keras.Model(x, keras.layers.Conv2D(5, 1, name="coef")(y))
+    plan, files = _fold_plan_with_table(model, {("pair", 6): 1.0, ("dense", 6): 1.0},
+                                        monkeypatch)
+    assert files[0][1] == ((4, 3, 3, 16), (5, 1, 1, 4)) and files[1][1] == ((5, 3, 3, 8),)
+    assert plan[0]["fold"] is False  # equal times: keep the basis form
+    assert (plan[0]["basis_macs"], plan[0]["dense_macs"]) == (
+        36 * 9 * 8 * 4 + 36 * 4 * 5, 36 * 9 * 8 * 5)
+
+
+def test_fold_plan_is_not_in_the_file_tools():
+    assert "fold_plan" not in kt.__all__ and not hasattr(kt, "fold_plan")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_basis
+import keras_basis.transform
 from keras_basis import BasisConv2D, maths
 
 ALL = 10**6  # num_basis above every rank bound: exact decomposition
@@ -526,3 +527,95 @@ def test_mobilenetv2_small_input():
     rep = keras_basis.report(half, print_fn=None)
     assert 0.4 <= rep.totals["params_ratio"] <= 0.5
     assert any("DepthwiseConv2D" in why for _, why in rep.skipped)
+
+
+# ------------------------------------------------------------------- spectra
+def _spectra_model():
+    keras.utils.set_random_seed(7)
+    x = keras.Input((8, 8, 6))
+    y = keras.layers.Conv2D(12, 3, padding="same", name="c1")(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", name="c2")(y)
+    y = keras.layers.Conv2D(20, 3, strides=2, padding="same", name="c3")(y)
+    y = keras.layers.Conv2D(4, 1, name="c4")(y)
+    return keras.Model(x, y)
+
+
+def _split_sv(kernel, s):
+    """Singular values of the split matrix built by hand (column g*n + i)."""
+    kh, kw, c, n = kernel.shape
+    p = c // s
+    cols = [kernel[:, :, g * p:(g + 1) * p, i].ravel() for g in range(s) for i in range(n)]
+    return np.linalg.svd(np.stack(cols, axis=1), compute_uv=False)
+
+
+@pytest.mark.parametrize("size", [dict(ratio=0.3), dict(ratio=0.6, splits=1),
+                                  dict(num_basis=4), dict(num_basis={"c2": 5, "c3": 2})])
+def test_spectra_plans_the_m_that_compress_chooses(size, monkeypatch):
+    model = _spectra_model()
+    compressed = keras_basis.compress(model, verbose=0, **size)
+    chosen = {pr.name: (pr.s, pr.m) for pr in keras_basis.basis_pairs(compressed)}
+    assert chosen  # something is compressed
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("spectra() must not build or decompose a model")
+
+    monkeypatch.setattr(keras_basis.transform.plan, "decompose", no_build)
+    monkeypatch.setattr(keras_basis.transform.clone, "Cloner", no_build)
+    entries = keras_basis.transform.spectra(model, **size)
+    assert {e["name"]: (e["s"], e["marks"][0][0]) for e in entries} == chosen
+    for e in entries:
+        kernel = keras.ops.convert_to_numpy(model.get_layer(e["name"]).kernel)
+        assert (e["c"], e["n"], e["kernel"]) == (kernel.shape[2], kernel.shape[3],
+                                                 kernel.shape[:2])
+        np.testing.assert_allclose(e["sv"], _split_sv(kernel, e["s"]), rtol=1e-5, atol=1e-6)
+        assert e["source"] == "kernel" and len(e["marks"]) == 1
+
+
+def test_spectra_of_an_original_model_marks_the_energy():
+    model = _spectra_model()
+    entries = keras_basis.transform.spectra(model)
+    assert [e["name"] for e in entries] == ["c1", "c2", "c3", "c4"]
+    for e in entries:
+        kernel = keras.ops.convert_to_numpy(model.get_layer(e["name"]).kernel)
+        kh, kw, c, n = kernel.shape
+        assert e["s"] == maths.optimal_splits(c, n, kh, kw)
+        energy = np.cumsum(e["sv"] ** 2) / np.sum(e["sv"] ** 2)
+        (m90, l90), (m99, l99) = e["marks"]
+        assert (l90, l99) == ("@90%", "@99%")
+        for m, frac in ((m90, 0.9), (m99, 0.99)):
+            assert energy[m - 1] >= frac - 1e-9 and (m == 1 or energy[m - 2] < frac)
+    rows = keras_basis.report(model, print_fn=None).rows
+    assert [(r["m90"], r["m99"]) for r in rows] == [
+        (e["marks"][0][0], e["marks"][1][0]) for e in entries]
+    fixed = keras_basis.transform.spectra(model, splits=2)
+    assert [e["s"] for e in fixed] == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match=r"`splits` of layer 'c2'.*c=12. Received splits=5"):
+        keras_basis.transform.spectra(model, splits={"c1": 2, "c2": 5})
+    with pytest.raises(ValueError, match=r"`splits` of layer 'c1'.*c=6. Received splits=4"):
+        keras_basis.transform.spectra(model, splits=4)
+
+
+def test_spectra_of_a_compressed_model():
+    model = _spectra_model()
+    small = keras_basis.compress(model, num_basis=3, splits=1, layers=["c2", "c3"], verbose=0)
+    with_ref = keras_basis.transform.spectra(small, model)
+    assert [(e["name"], e["marks"], e["source"]) for e in with_ref] == [
+        ("c2", [(3, "")], "reference kernel"), ("c3", [(3, "")], "reference kernel")]
+    kernel = keras.ops.convert_to_numpy(model.get_layer("c2").kernel)
+    np.testing.assert_allclose(with_ref[0]["sv"], _split_sv(kernel, 1), rtol=1e-5)
+    alone = keras_basis.transform.spectra(small)
+    assert {e["source"] for e in alone} == {"effective kernel (rank <= m)"}
+    for e in alone:  # the pair's kernel has rank <= m = 3, its top values match SVD's
+        assert np.all(e["sv"][3:] < 1e-4 * e["sv"][0])
+        ref = _split_sv(keras.ops.convert_to_numpy(model.get_layer(e["name"]).kernel), 1)
+        np.testing.assert_allclose(e["sv"][:3], ref[:3], rtol=1e-4)
+
+
+def test_spectra_bad_arguments():
+    model = _spectra_model()
+    with pytest.raises(ValueError, match="exactly one of the arguments `num_basis` and `ratio`"):
+        keras_basis.transform.spectra(model, ratio=0.5, num_basis=3)
+    with pytest.raises(ValueError, match=r"`ratio`.*Received ratio=2"):
+        keras_basis.transform.spectra(model, ratio=2)
+    with pytest.raises(TypeError, match="argument `reference`"):
+        keras_basis.transform.spectra(model, reference="model")

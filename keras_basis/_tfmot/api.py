@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import keras
 import numpy as np
 
+from keras_basis import fileio
 from keras_basis._tfmot._compat import ClusterWeights, PruneLowMagnitude, tf, tf_keras, tfmot
 from keras_basis._tfmot.layers import BasisConv2D, BasisConv2DQuantizeConfig
+from keras_basis._transform import graph
 
 __all__ = [
     "cluster_basis_model",
@@ -46,7 +45,7 @@ def _require_tf_keras(model, fn, arg="model"):
             f"{fn}: argument `{arg}` must be a tf_keras.Model. Received an object "
             f"of type {type(model).__name__}."
         )
-    if not isinstance(model, tf_keras.Sequential) and not model._is_graph_network:
+    if not isinstance(model, tf_keras.Sequential) and not graph.tf_keras_is_graph_network(model):
         raise ValueError(
             f"{fn}: argument `{arg}` ('{model.name}') is a subclassed model. Expected "
             "a tf_keras Sequential or functional model."
@@ -71,14 +70,6 @@ def _custom_objects():
         "BasisConv2D": BasisConv2D,
         "BasisConv2DQuantizeConfig": BasisConv2DQuantizeConfig,
     }
-
-
-def _inbound_layers(layer):
-    out = []
-    for node in layer._inbound_nodes:
-        inbound = node.inbound_layers
-        out.extend(inbound if isinstance(inbound, (list, tuple)) else [inbound])
-    return out
 
 
 def coefficient_layers(model):
@@ -106,7 +97,7 @@ def coefficient_layers(model):
             index = model.layers.index(layer)
             inbound = [model.layers[index - 1]] if index else []
         else:
-            inbound = _inbound_layers(layer)
+            inbound = graph.tf_keras_inbound_layers(layer)
         if inbound and all(isinstance(x, BasisConv2D) for x in inbound):
             names.append(layer.name)
     return names
@@ -392,15 +383,5 @@ def export_tflite(model, path=None, *, int8=None, representative_data=None):
             converter.representative_dataset = dataset
     data = converter.convert()
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tflite.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        fileio.write_bytes(path, data)
     return data

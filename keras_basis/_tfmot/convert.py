@@ -8,6 +8,7 @@ import keras
 
 from keras_basis._tfmot._compat import tf_keras
 from keras_basis._tfmot.layers import BasisConv2D as TwinBasisConv2D
+from keras_basis._transform import graph as keras_graph
 from keras_basis.layers import BasisConv2D
 
 __all__ = ["to_tf_keras"]
@@ -138,13 +139,14 @@ def _check_keras3_model(model):
             f"Received an object of type {type(model).__name__}."
         )
     if isinstance(model, keras.Sequential):
-        if not model.built or not getattr(model, "_functional", None):
+        inner = keras_graph.sequential_graph(model)
+        if not model.built or inner is None:
             raise ValueError(
                 f"to_tf_keras: Sequential model '{model.name}' is not built. Expected "
                 "a model with a known input shape (start it with keras.Input)."
             )
-        return model._functional
-    if not hasattr(model, "_nodes_by_depth"):
+        return inner
+    if not keras_graph.is_model(model):
         raise TypeError(
             f"to_tf_keras: model '{model.name}' is a subclassed model. Expected a "
             "Sequential or functional model (its graph is needed)."
@@ -198,35 +200,35 @@ def to_tf_keras(model):
             return tensors[id(value)]
         return value
 
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            layer = node.operation
-            if isinstance(layer, keras.layers.InputLayer):
-                (out,) = node.output_tensors
-                tensors[id(out)] = tf_keras.Input(
-                    batch_shape=tuple(out.shape), dtype=out.dtype, name=layer.name
-                )
-                continue
-            first = id(layer) not in twins
-            if first:
-                twins[id(layer)] = _make_twin(layer)
-            twin = twins[id(layer)]
-            args = keras.tree.map_structure(lookup, list(node.arguments.args))
-            allowed = _CALL_KWARGS.get(type(layer), ())
-            kwargs = {
-                k: keras.tree.map_structure(lookup, v)
-                for k, v in node.arguments.kwargs.items()
-                if k in allowed and v is not None
-            }
-            if not isinstance(layer, keras.layers.Layer):
-                args = [list(args)]  # Add()([a, b]) for the op add(a, b)
-            outputs = twin(*args, **kwargs)
-            if first and isinstance(layer, keras.layers.Layer):
-                _copy_weights(layer, twin)
-            for src, dst in zip(node.output_tensors, keras.tree.flatten(outputs)):
-                tensors[id(src)] = dst
+    for node in keras_graph.model_nodes(graph):
+        layer = node.operation
+        if isinstance(layer, keras.layers.InputLayer):
+            (out,) = node.output_tensors
+            tensors[id(out)] = tf_keras.Input(
+                batch_shape=tuple(out.shape), dtype=out.dtype, name=layer.name
+            )
+            continue
+        first = id(layer) not in twins
+        if first:
+            twins[id(layer)] = _make_twin(layer)
+        twin = twins[id(layer)]
+        args = keras.tree.map_structure(lookup, list(node.arguments.args))
+        allowed = _CALL_KWARGS.get(type(layer), ())
+        kwargs = {
+            k: keras.tree.map_structure(lookup, v)
+            for k, v in node.arguments.kwargs.items()
+            if k in allowed and v is not None
+        }
+        if not isinstance(layer, keras.layers.Layer):
+            args = [list(args)]  # Add()([a, b]) for the op add(a, b)
+        outputs = twin(*args, **kwargs)
+        if first and isinstance(layer, keras.layers.Layer):
+            _copy_weights(layer, twin)
+        for src, dst in zip(node.output_tensors, keras.tree.flatten(outputs)):
+            tensors[id(src)] = dst
+    inputs, outputs = keras_graph.io_structures(graph)
     return tf_keras.Model(
-        keras.tree.map_structure(lookup, graph._inputs_struct),
-        keras.tree.map_structure(lookup, graph._outputs_struct),
+        keras.tree.map_structure(lookup, inputs),
+        keras.tree.map_structure(lookup, outputs),
         name=model.name,
     )

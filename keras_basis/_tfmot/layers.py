@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from keras_basis._geometry import BasisGeometry, validate_arguments
 from keras_basis._tfmot._compat import tf, tf_keras, tfmot
-from keras_basis.layers import _check_padding, _geometry_args, _pair
 
 __all__ = ["BasisConv2D", "BasisConv2DQuantizeConfig"]
 
@@ -14,7 +14,7 @@ _quantizers = tfmot.quantization.keras.quantizers
 
 
 @tf_keras.utils.register_keras_serializable(package="keras_basis")
-class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
+class BasisConv2D(BasisGeometry, tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
     """tf_keras (Keras 2) twin of :class:`keras_basis.BasisConv2D` for tfmot.
 
     Same maths as the Keras 3 layer: the input's ``c`` channels are cut into
@@ -33,7 +33,9 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         num_basis, kernel_size, splits, depth, strides, padding,
         dilation_rate, use_bias, basis_initializer, bias_initializer,
         basis_regularizer, bias_regularizer, basis_constraint,
-        bias_constraint, data_format: as in :class:`keras_basis.BasisConv2D`.
+        bias_constraint, data_format, narrow_inputs: as in
+        :class:`keras_basis.BasisConv2D`. Shapes, splits and argument checks
+        come from the same backend-neutral code (``keras_basis._geometry``).
 
     Input shape:
         4D tensor ``(batch, rows, cols, c)``.
@@ -67,15 +69,23 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         basis_constraint=None,
         bias_constraint=None,
         data_format=None,
+        narrow_inputs="slice",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        args = _geometry_args(
+        args = validate_arguments(
             self.name, num_basis, kernel_size, splits, depth, strides, padding,
-            dilation_rate, data_format or "channels_last",
+            dilation_rate, data_format or "channels_last", narrow_inputs,
         )
-        for key, value in args.items():
-            setattr(self, key, value)
+        self.num_basis = args["num_basis"]
+        self.kernel_size = args["kernel_size"]
+        self.splits = args["splits"]
+        self.depth_argument = args["depth"]  # `depth` is the effective depth (property)
+        self.strides = args["strides"]
+        self.padding = args["padding"]
+        self.dilation_rate = args["dilation_rate"]
+        self.data_format = args["data_format"]
+        self.narrow_inputs = args["narrow_inputs"]
         self.use_bias = bool(use_bias)
         self.basis_initializer = tf_keras.initializers.get(basis_initializer)
         self.bias_initializer = tf_keras.initializers.get(bias_initializer)
@@ -85,48 +95,11 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         self.bias_constraint = tf_keras.constraints.get(bias_constraint)
         self.input_spec = tf_keras.layers.InputSpec(ndim=4)
 
-    # ------------------------------------------------------------------ build
-    def _channels(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank != 4:
-            raise ValueError(
-                f"Layer '{self.name}' expects a 4D input (batch, rows, cols, channels). "
-                f"Received input_shape={tuple(input_shape)}."
-            )
-        c = input_shape[-1]
-        if c is None:
-            raise ValueError(
-                f"Layer '{self.name}' needs a known number of input channels. "
-                f"Received input_shape={tuple(input_shape)}."
-            )
-        return int(c)
-
-    def splits_for(self, c):
-        if c % self.depth == 0:
-            return c // self.depth, self.depth
-        if c < self.depth:
-            return 1, c
-        raise ValueError(
-            f"Layer '{self.name}' has a basis of depth p={self.depth}; an input "
-            f"must have a multiple of p channels, or fewer than p (sliced basis). "
-            f"Received an input with c={c} channels."
-        )
-
     def build(self, input_shape):
-        c = self._channels(input_shape)
-        if self.depth is None:
-            s = self.splits or 1
-            if c % s:
-                raise ValueError(
-                    f"Invalid value for argument `splits` of layer '{self.name}'. "
-                    f"Expected a divisor of the input channels c={c}. "
-                    f"Received splits={s}."
-                )
-            self.depth = c // s
-        self.splits_for(c)
+        depth = self.build_depth(self.input_channels(tf.TensorShape(input_shape).as_list()))
         self.basis = self.add_weight(
             name="basis",
-            shape=self.kernel_size + (self.depth, self.num_basis),
+            shape=self.kernel_size + (depth, self.num_basis),
             initializer=self.basis_initializer,
             regularizer=self.basis_regularizer,
             constraint=self.basis_constraint,
@@ -147,27 +120,15 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         # strip_clustering rebuilds a fresh layer from it and needs it.
         super().build(input_shape)
 
-    # ------------------------------------------------------------------- call
-    def _call_geometry(self, strides, padding, dilation_rate):
-        strides = self.strides if strides is None else _pair("strides", strides, self.name)
-        dilation_rate = (
-            self.dilation_rate
-            if dilation_rate is None
-            else _pair("dilation_rate", dilation_rate, self.name)
-        )
-        padding = self.padding if padding is None else _check_padding(padding, self.name)
-        return strides, padding, dilation_rate
-
     def call(self, inputs, strides=None, padding=None, dilation_rate=None):
-        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
+        strides, padding, dilation_rate = self.call_geometry(strides, padding, dilation_rate)
         s, p = self.splits_for(int(inputs.shape[-1]))
         x = inputs
         basis = self.basis
-        if p < self.depth:
-            if getattr(self, "_pad_sliced", False):
-                # Quantized: per-channel fake-quant of a sliced basis does not convert
-                # to TFLite; zero input channels against the full basis are the same sum.
-                x = tf.pad(x, ((0, 0), (0, 0), (0, 0), (0, self.depth - p)))
+        depth = int(basis.shape[2])
+        if p < depth:
+            if self.narrow_inputs == "pad":
+                x = tf.pad(x, ((0, 0), (0, 0), (0, 0), (0, depth - p)))
             else:
                 basis = basis[:, :, :p, :]
         if s > 1:
@@ -195,20 +156,10 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
         return y
 
     def compute_output_shape(self, input_shape, strides=None, padding=None, dilation_rate=None):
-        strides, padding, dilation_rate = self._call_geometry(strides, padding, dilation_rate)
-        input_shape = tf.TensorShape(input_shape).as_list()
-        c = self._channels(input_shape)
-        depth = self.depth or c // (self.splits or 1)
-        s = c // depth if c % depth == 0 else 1
-        out = []
-        for size, k, st, d in zip(input_shape[1:3], self.kernel_size, strides, dilation_rate):
-            if size is None:
-                out.append(None)
-            elif padding == "same":
-                out.append((size + st - 1) // st)
-            else:
-                out.append((size - ((k - 1) * d + 1)) // st + 1)
-        return tf.TensorShape((input_shape[0], out[0], out[1], s * self.num_basis))
+        shape = self.output_shape_for(
+            tf.TensorShape(input_shape).as_list(), strides, padding, dilation_rate
+        )
+        return tf.TensorShape(shape)
 
     # --------------------------------------------------------------- tfmot API
     def get_prunable_weights(self):
@@ -222,14 +173,9 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
     # ----------------------------------------------------------------- config
     def get_config(self):
         config = super().get_config()
+        config.update(self.geometry_config())
         config.update(
             {
-                "num_basis": self.num_basis,
-                "kernel_size": self.kernel_size,
-                "depth": self.depth,
-                "strides": self.strides,
-                "padding": self.padding,
-                "dilation_rate": self.dilation_rate,
                 "use_bias": self.use_bias,
                 "basis_initializer": tf_keras.initializers.serialize(self.basis_initializer),
                 "bias_initializer": tf_keras.initializers.serialize(self.bias_initializer),
@@ -237,11 +183,8 @@ class BasisConv2D(tf_keras.layers.Layer, _PrunableLayer, _ClusterableLayer):
                 "bias_regularizer": tf_keras.regularizers.serialize(self.bias_regularizer),
                 "basis_constraint": tf_keras.constraints.serialize(self.basis_constraint),
                 "bias_constraint": tf_keras.constraints.serialize(self.bias_constraint),
-                "data_format": self.data_format,
             }
         )
-        if self.depth is None:
-            config["splits"] = self.splits
         return config
 
 
@@ -276,7 +219,9 @@ class BasisConv2DQuantizeConfig(_QuantizeConfig):
 
     def set_quantize_weights(self, layer, quantize_weights):
         layer.basis = quantize_weights[0]
-        layer._pad_sliced = True  # see BasisConv2D.call
+        # Per-channel fake-quant of a sliced basis does not convert to TFLite;
+        # zero input channels against the full basis give the same sum.
+        layer.narrow_inputs = "pad"
 
     def set_quantize_activations(self, layer, quantize_activations):
         pass

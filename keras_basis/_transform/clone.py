@@ -134,12 +134,10 @@ class Cloner:
             and any(isinstance(self.cache.get(id(ly)), Folded) for ly in model.layers)
         ):
             return new_layers[0]
-        first = model._layers[0] if model._layers else None
-        if isinstance(first, keras.layers.InputLayer):
-            inp = keras.Input(
-                batch_shape=first.batch_shape, dtype=first._dtype, name=first.name
-            )
-            new_layers = [inp] + new_layers
+        spec = graph.sequential_input(model)
+        if spec is not None:
+            batch_shape, dtype, name = spec
+            new_layers = [keras.Input(batch_shape=batch_shape, dtype=dtype, name=name)] + new_layers
         new = keras.Sequential(new_layers, name=model.name, trainable=model.trainable)
         if model.compiled:
             new.compile_from_config(model.get_compile_config())

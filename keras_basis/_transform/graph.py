@@ -1,4 +1,12 @@
-"""Walking Keras models: input checks, convolution sites, basis pairs."""
+"""Walking Keras models: input checks, convolution sites, basis pairs.
+
+This is the one module of keras-basis that reads Keras internals (private
+attributes of models, layers, nodes and tensors, and ``keras.src``). Each use
+is a small named function with a comment saying why the public API is not
+enough, so that a Keras upgrade has one place to look. tests/test_layout.py
+checks that no other module touches them. The last section does the same for
+the few tf_keras internals the tfmot bridge needs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ import keras
 
 from keras_basis.layers import BasisConv2D
 
+# Internal: Keras exports no public name for the Functional class; a model is
+# Functional (its graph is known) iff it is an instance of it.
 Functional = keras.src.models.functional.Functional
 Sequential = keras.Sequential
 
@@ -36,7 +46,37 @@ def check_model(model, argument="model"):
 
 
 def _sequential_has_input(model):
-    return getattr(model, "_functional", None) is not None
+    return sequential_graph(model) is not None
+
+
+def sequential_graph(model):
+    """The Functional graph inside a Sequential model, or None before it has an input."""
+    # Internal: a Sequential exposes neither its graph nor whether it has one;
+    # `_functional` is set once the model has an Input (or was built).
+    return getattr(model, "_functional", None)
+
+
+def functional_graph(model):
+    """The graph of a Functional model, or of a Sequential's inner model (None: no input)."""
+    return sequential_graph(model) if isinstance(model, Sequential) else model
+
+
+def io_structures(model):
+    """``(inputs, outputs)`` of a Functional graph in their original nesting."""
+    # Internal: `model.inputs`/`model.outputs` are flattened lists; a rebuilt
+    # twin must keep dict or nested inputs/outputs as they were.
+    return model._inputs_struct, model._outputs_struct
+
+
+def sequential_input(model):
+    """``(batch_shape, dtype, name)`` of a Sequential model's InputLayer, or None."""
+    # Internal: `model.layers` leaves the InputLayer out; `_layers` holds it.
+    first = model._layers[0] if model._layers else None
+    if not isinstance(first, keras.layers.InputLayer):
+        return None
+    # Internal: InputLayer's public `dtype` is its policy's variable dtype
+    # (float32 for an int input); `_dtype` is the input tensor's own dtype.
+    return first.batch_shape, first._dtype, first.name
 
 
 def is_model(layer):
@@ -45,10 +85,12 @@ def is_model(layer):
 
 def model_nodes(model):
     """Nodes of a Functional model's graph (Sequential: of its inner graph)."""
-    graph = model._functional if isinstance(model, Sequential) else model
+    graph = functional_graph(model)
     if graph is None:
         return []
     nodes = []
+    # Internal: Keras offers no public node list; `_nodes_by_depth` is the
+    # graph in topological order (deepest = closest to the inputs first).
     for depth in sorted(graph._nodes_by_depth, reverse=True):
         nodes.extend(graph._nodes_by_depth[depth])
     return nodes
@@ -78,8 +120,47 @@ def walk(model):
 def layer_nodes(layer, owner):
     """The call nodes of ``layer`` that belong to ``owner``'s graph."""
     own = {id(n) for n in model_nodes(owner)}
-    nodes = [n for n in layer._inbound_nodes if id(n) in own]
-    return nodes or list(layer._inbound_nodes[:1])
+    calls = inbound_nodes(layer)
+    nodes = [n for n in calls if id(n) in own]
+    return nodes or list(calls[:1])
+
+
+def inbound_nodes(layer):
+    """Every call node of ``layer`` (all graphs it was called in)."""
+    # Internal: Keras has no public way to list the calls of a shared layer.
+    return list(layer._inbound_nodes)
+
+
+def consumers(node, owner, own=None):
+    """The nodes of ``owner``'s graph that take ``node``'s first output as an input.
+
+    ``own``: the ids of ``owner``'s nodes, when the caller already has them.
+    """
+    if own is None:
+        own = {id(n) for n in model_nodes(owner)}
+    out = node.output_tensors[0]
+    # Internal: the consumers of a tensor are only recorded on the producing
+    # operation's `_outbound_nodes`.
+    return [n for n in node.operation._outbound_nodes
+            if id(n) in own and any(t is out for t in n.input_tensors)]
+
+
+def producer_call(tensor):
+    """``(operation, node)`` that produced a symbolic tensor."""
+    # Internal: `_keras_history` is the only link from a KerasTensor back to
+    # the call that made it.
+    history = tensor._keras_history
+    return history.operation, inbound_nodes(history.operation)[history.node_index]
+
+
+def pair_input(pair):
+    """The symbolic input tensor of the basis call of a :class:`BasisPair`."""
+    for node in inbound_nodes(pair.coef_layer):
+        if node.input_tensors:
+            operation, basis_node = producer_call(node.input_tensors[0])
+            if operation is pair.basis_layer:
+                return basis_node.input_tensors[0]
+    raise ValueError(f"Basis pair '{pair.name}' has no call in a graph.")
 
 
 def io_shapes(layer, owner):
@@ -166,7 +247,7 @@ def _is_coef(layer, m_total):
 def _make_pair(basis, coef, owner, kwargs, in_shape, out_shape):
     c = int(in_shape[-1])
     s, p = basis.splits_for(c)
-    strides, padding, dilation = basis._call_geometry(
+    strides, padding, dilation = basis.call_geometry(
         kwargs.get("strides"), kwargs.get("padding"), kwargs.get("dilation_rate")
     )
     return BasisPair(
@@ -208,13 +289,10 @@ def _pairs_of(model):
         if not isinstance(basis, BasisConv2D):
             continue
         out = node.output_tensors[0]
-        consumers = [
-            n for n in basis._outbound_nodes
-            if id(n) in own and any(t is out for t in n.input_tensors)
-        ]
-        if len(consumers) != 1 or any(out is o for o in model.outputs):
+        users = consumers(node, model, own)
+        if len(users) != 1 or any(out is o for o in model.outputs):
             continue
-        coef_node = consumers[0]
+        coef_node = users[0]
         coef = coef_node.operation
         in_shape = tuple(node.input_tensors[0].shape)
         s, _ = basis.splits_for(int(in_shape[-1]))
@@ -267,3 +345,20 @@ def basis_pairs(model):
     for pr in pairs:
         pr.shared_with = tuple(nm for nm in by_basis[id(pr.basis_layer)] if nm != pr.name)
     return pairs
+
+
+# ------------------------------------------------------------ tf_keras (tfmot)
+def tf_keras_is_graph_network(model):
+    """Whether a tf_keras model is Functional (not subclassed)."""
+    # Internal: tf_keras has no public flag for "the graph is known".
+    return bool(model._is_graph_network)
+
+
+def tf_keras_inbound_layers(layer):
+    """The layers feeding every call of a tf_keras layer."""
+    out = []
+    # Internal: tf_keras layers list their calls only in `_inbound_nodes`.
+    for node in layer._inbound_nodes:
+        inbound = node.inbound_layers
+        out.extend(inbound if isinstance(inbound, (list, tuple)) else [inbound])
+    return out

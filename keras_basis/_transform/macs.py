@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from keras_basis import maths
 from keras_basis._transform import graph
 from keras_basis.layers import BasisConv2D
 
@@ -14,24 +15,31 @@ def _spatial(shape):
     return math.prod(int(d) for d in shape[1:-1] if d is not None)
 
 
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+               keras.layers.Conv3DTranspose)
+
+
 def _call_macs(layer, in_shape, out_shape):
-    """MACs of one call of ``layer`` (one image), or 0 for a layer without any."""
+    """MACs of one call of ``layer`` (one image), or 0 for a layer without any.
+
+    Every count is ``maths.conv_macs`` (``c * n * kernel area * positions``)
+    of the layer's equivalent convolution, so that this, ``report`` and
+    ``maths.basis_macs`` share one formula.
+    """
+    c = int(in_shape[-1])
     if isinstance(layer, BasisConv2D):
-        c = int(in_shape[-1])
-        s, p = layer.splits_for(c)
-        kh, kw = layer.kernel_size
-        return _spatial(out_shape) * kh * kw * p * s * layer.num_basis
+        # s splits of p channels against m filters: a c -> m convolution's count.
+        return maths.conv_macs(c, layer.num_basis, *layer.kernel_size, _spatial(out_shape), 1)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        kh, kw = layer.kernel_size
-        return _spatial(out_shape) * kh * kw * int(out_shape[-1])
+        # one (kh, kw) filter per output channel: c_out "convolutions" of depth 1
+        return maths.conv_macs(1, int(out_shape[-1]), *layer.kernel_size,
+                               _spatial(out_shape), 1)
     if isinstance(layer, keras.layers.SeparableConv2D):
-        kh, kw = layer.kernel_size
-        c = int(in_shape[-1])
         mid = c * layer.depth_multiplier
-        return _spatial(out_shape) * (kh * kw * mid + mid * layer.filters)
+        return (maths.conv_macs(1, mid, *layer.kernel_size, _spatial(out_shape), 1)
+                + maths.conv_macs(mid, layer.filters, 1, 1, _spatial(out_shape), 1))
     if isinstance(layer, keras.layers.Dense):
-        rows = math.prod(int(d) for d in in_shape[1:-1] if d is not None)
-        return rows * int(in_shape[-1]) * layer.units
+        return maths.conv_macs(c, layer.units, 1, 1, _spatial(in_shape), 1)
     kernel_size = getattr(layer, "kernel_size", None)
     filters = getattr(layer, "filters", None)
     if kernel_size is not None and filters is not None:
@@ -39,12 +47,8 @@ def _call_macs(layer, in_shape, out_shape):
         # convolutions written by hand); a transposed conv costs per input pixel.
         ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
         groups = int(getattr(layer, "groups", 1) or 1)
-        c = int(in_shape[-1])
-        transposed = isinstance(layer, (keras.layers.Conv2DTranspose,
-                                        keras.layers.Conv1DTranspose,
-                                        keras.layers.Conv3DTranspose))
-        pixels = _spatial(in_shape) if transposed else _spatial(out_shape)
-        return pixels * math.prod(ks) * (c // groups) * int(filters)
+        pixels = _spatial(in_shape) if isinstance(layer, _TRANSPOSED) else _spatial(out_shape)
+        return maths.conv_macs(c // groups, int(filters), math.prod(ks), 1, pixels, 1)
     return 0
 
 

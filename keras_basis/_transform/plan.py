@@ -247,14 +247,12 @@ def _next_merge(layer, owner):
     """Name of the merge layer (Add, Concatenate, ...) the conv output flows into
     through single-consumer, single-input layers; None if it branches first."""
     own = {id(n) for n in graph.model_nodes(owner)}
-    nodes = [n for n in layer._inbound_nodes if id(n) in own]
+    nodes = [n for n in graph.inbound_nodes(layer) if id(n) in own]
     if len(nodes) != 1:
         return None
     node = nodes[0]
     for _ in range(64):
-        out = node.output_tensors[0]
-        consumers = [n for n in node.operation._outbound_nodes
-                     if id(n) in own and any(t is out for t in n.input_tensors)]
+        consumers = graph.consumers(node, owner, own)
         if len(consumers) != 1:
             return None
         node = consumers[0]

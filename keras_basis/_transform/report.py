@@ -93,19 +93,18 @@ def _candidate_rows(model, maths):
         w = keras.ops.convert_to_numpy(layer.kernel)
         kh, kw, c, n = w.shape
         s = maths.optimal_splits(c, n, kh, kw)
-        sv2 = maths.singular_values(w, s).astype(np.float64) ** 2
-        energy = np.cumsum(sv2) / max(sv2.sum(), 1e-30)
+        sv = maths.singular_values(w, s).astype(np.float64)
         _, out_shape = graph.io_shapes(layer, owner)
         hw = _spatial(out_shape)
         rows.append({
             "layer": layer.name, "c": c, "n": n, "kernel": f"{kh}x{kw}", "s": s,
             "p": c // s, "rank": maths.rank_bound(c, n, kh, kw, s),
-            "m90": int(np.searchsorted(energy, 0.90) + 1),
-            "m99": int(np.searchsorted(energy, 0.99) + 1),
+            "m90": maths.rank_for_energy(sv, 0.90),
+            "m99": maths.rank_for_energy(sv, 0.99),
             "params_before": maths.conv_params(c, n, kh, kw),
             "flops_before": None if hw is None else 2 * maths.conv_macs(c, n, kh, kw, *hw),
-            "sv_max": float(np.sqrt(sv2[0])) if sv2.size else 0.0,
-            "sv_min": float(np.sqrt(sv2[-1])) if sv2.size else 0.0,
+            "sv_max": float(sv[0]) if sv.size else 0.0,
+            "sv_min": float(sv[-1]) if sv.size else 0.0,
         })
     return rows, skipped
 

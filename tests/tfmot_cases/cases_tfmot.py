@@ -21,9 +21,9 @@ import keras_basis.tfmot as kbt  # noqa: E402
 from keras_basis import maths  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import tensorflow as tf  # noqa: E402  (after keras_basis.tfmot: environment restored)
+import tf_keras  # noqa: E402
 from reference import conv2d_nhwc  # noqa: E402
-
-from keras_basis._tfmot._compat import tf, tf_keras  # noqa: E402
 
 
 def _litert(content, delegates=True):
@@ -145,7 +145,8 @@ def trained():
 def test_import_restores_environment_and_keeps_keras3():
     assert ENV not in os.environ
     assert keras.__version__.startswith("3.")
-    assert tf.keras.__version__.startswith("3.") if hasattr(tf.keras, "__version__") else True
+    assert tf.keras.layers.Dense is keras.layers.Dense  # tf.keras is still Keras 3
+    assert tf.keras.version().startswith("3.")
     assert tf_keras.__version__.startswith("2.")
     assert isinstance(keras_basis.BasisConv2D(2, 3), keras.layers.Layer)
 
@@ -195,6 +196,31 @@ def test_twin_config_round_trip_and_keras3_equality():
     np.testing.assert_allclose(twin(x).numpy(), k3(x).numpy(), atol=1e-5)
     assert twin.get_prunable_weights() == [twin.basis]
     assert twin.get_clusterable_weights() == [("basis", twin.basis)]
+
+
+def test_twin_config_is_the_same_before_and_after_build():
+    twin = kbt.BasisConv2D(4, 3, splits=2, padding="same", name="t")
+    before = twin.get_config()
+    assert twin.depth is None
+    twin.build((None, 8, 8, 6))
+    assert twin.get_config() == before and (before["splits"], before["depth"]) == (2, None)
+    assert twin.depth == 3 and tuple(twin.basis.shape) == (3, 3, 3, 4)
+    k3 = keras_basis.BasisConv2D(4, 3, splits=2, padding="same", name="t")
+    shared = {"num_basis", "kernel_size", "splits", "depth", "strides", "padding",
+              "dilation_rate", "data_format", "use_bias"}
+    assert {k: before[k] for k in shared} == {k: k3.get_config()[k] for k in shared}
+
+
+@pytest.mark.parametrize("narrow_inputs", ["slice", "pad"])
+def test_twin_narrow_inputs_modes_agree(narrow_inputs):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 7, 7, 4)).astype("float32")
+    layer = kbt.BasisConv2D(3, 3, depth=6, padding="same", narrow_inputs=narrow_inputs)
+    y = layer(x).numpy()
+    basis = layer.basis.numpy()
+    assert basis.shape == (3, 3, 6, 3)
+    np.testing.assert_allclose(y, conv2d_nhwc(x, basis[:, :, :4], padding="same"), atol=1e-4)
+    assert layer.get_config().get("narrow_inputs", "slice") == narrow_inputs
 
 
 def test_twin_rejects_bad_arguments():
