@@ -5,24 +5,18 @@ Training, resume, strategies and the CPU experiment: tests/test_div2k_train.py.
 
 import csv
 import os
-import pathlib
-import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import keras  # noqa: E402
-
-import keras_basis  # noqa: E402
-from examples.div2k import data as D  # noqa: E402
-from examples.div2k import evaluate as E  # noqa: E402
-from examples.div2k import metrics as M  # noqa: E402
-from examples.div2k import models  # noqa: E402
-from examples.div2k.models import build, edsr, edsr_8_128, srresnet  # noqa: E402
+import keras_basis
+from examples.div2k import data as D
+from examples.div2k import evaluate as E
+from examples.div2k import metrics as M
+from examples.div2k import models
+from examples.div2k.models import build, edsr, edsr_8_128, srresnet
 
 MEAN = 255.0 * np.array(models.DIV2K_RGB_MEAN)
 

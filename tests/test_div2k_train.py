@@ -172,3 +172,24 @@ def test_cpu_experiment_quick(tmp_path, shared_data):
         assert len(run.read_csv(folder / "metrics.csv")) == args["epochs"]
     assert int(rows[2]["params/block"]) == 2 * (14 * 64 * 9 + 2 * 14 * 64)  # Basis-64-14
     assert (tmp_path / "crop_x4.png").stat().st_size > 10_000
+
+
+def test_presets_flags_and_help(capsys):
+    from examples.div2k import train
+
+    args = train.parse_args(["--model", "srresnet-basis-64-14", "--output-dir", "o"])
+    assert (args.epochs, args.steps_per_epoch, args.batch_size, args.patch_size,
+            args.lr_milestones, args.restart, args.logical_cpus) == (
+        300, 2000, 16, 24, "200", False, 0)
+    args = train.parse_args(["--model", "edsr", "--output-dir", "o", "--patch-size", "32",
+                             "--lr-milestones", "0.5", "--epochs", "10", "--restart"])
+    assert (args.patch_size, args.restart) == (32, True)
+    assert run.milestones(args.lr_milestones, args.epochs) == [5]
+    args = train.parse_args(["--smoke", "--output-dir", "o"])
+    assert (args.epochs, args.steps_per_epoch, args.batch_size, args.patch_size,
+            args.tflite_size) == (2, 2, 2, 12, 16)
+    with pytest.raises(SystemExit):
+        train.parse_args(["--model", "srresnet", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "LR patch side (default: 24)" in text and "--epochs EPOCHS default: 300" in text
+    assert "None" not in text.split("optimisation")[1]
