@@ -242,16 +242,43 @@ def _private_uses(path):
                 full = alias.name if isinstance(node, ast.Import) else module
                 modules[local] = full
     for node in ast.walk(_tree(path)):
-        if (
-            isinstance(node, ast.Attribute)
-            and _private(node.attr)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in modules
-        ):
-            target = _module_file(modules[node.value.id])
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            module = _dotted(node.value, modules)
+            target = None if module is None else _module_file(module)
             if target is not None and target.parent != path.parent:
-                bad.append((node.lineno, f"{modules[node.value.id]}.{node.attr}"))
+                bad.append((node.lineno, f"{module}.{node.attr}"))
     return bad
+
+
+def _dotted(node, modules):
+    """The module a ``name.attr.attr`` expression names, through the file's imports."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in modules:
+        return None
+    return ".".join([modules[node.id]] + parts[::-1])
+
+
+def test_private_use_finder():
+    """The finder sees both import forms and attribute chains across folders."""
+    folder = REPO / "tests"
+    probe = folder / "_layout_probe.py"
+    probe.write_text(
+        "import keras_basis\n"
+        "from keras_basis import layers\n"
+        "from keras_basis.transform import _INFO\n"
+        "x = keras_basis.transform._INFO\n"
+        "y = layers._unknown\n"
+        "z = keras_basis.maths.conv_params\n",
+        encoding="utf-8",
+    )
+    try:
+        bad = _private_uses(probe)
+    finally:
+        probe.unlink()
+    assert [n for n, _ in bad] == [3, 4, 5], bad
 
 
 @pytest.mark.parametrize("path", _params(_files(PACKAGE, *FACES, "tests")))
