@@ -51,17 +51,18 @@ def main(argv=None):
     x = (x.astype("float32") - np.asarray(CIFAR_MEAN, "float32")) / np.asarray(
         CIFAR_STD, "float32")
     print("| model | params | test top-1 (TensorFlow) | TFLite float32 bytes | "
-          "max abs diff TFLite vs Keras |")
-    print("|---|---:|---:|---:|---:|")
+          "max abs diff TFLite vs Keras | max rel diff |")
+    print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.models:
             model = keras.saving.load_model(path, compile=False)
             logits = model.predict(x, batch_size=500, verbose=0)
             acc = float(np.mean(np.argmax(logits, -1) == y))
             lite = keras_basis.export_tflite(model, pathlib.Path(tmp) / f"{path.stem}.tflite")
-            err = kt.compare_with_keras(model, lite, x[: args.compare])["max_abs_error"]
+            err = kt.compare_with_keras(model, lite, x[: args.compare])
             print(f"| {path.name} | {model.count_params():,} | {100 * acc:.2f}% | "
-                  f"{lite.stat().st_size:,} | {err:.1e} |")
+                  f"{lite.stat().st_size:,} | {err['max_abs_error']:.1e} | "
+                  f"{err['max_rel_error']:.1e} |")
 
 
 if __name__ == "__main__":
