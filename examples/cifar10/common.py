@@ -269,7 +269,8 @@ class GroupConv2D(keras.layers.Layer):
                 f"Invalid value for argument `groups` of layer '{self.name}'. Expected a "
                 f"divisor of filters={filters}. Received groups={groups}."
             )
-        self.filters, self.kernel_size, self.groups = filters, kernel_size, groups
+        # a (kh, kw) tuple as Conv2D's, so that generic counters (count_macs) read 2D
+        self.filters, self.kernel_size, self.groups = filters, (kernel_size,) * 2, groups
         if padding not in ("same", "valid"):
             raise ValueError(
                 f"Invalid value for argument `padding` of layer '{self.name}'. Expected "
@@ -285,7 +286,7 @@ class GroupConv2D(keras.layers.Layer):
                 f"Layer '{self.name}' with groups={self.groups} needs input channels "
                 f"divisible by groups. Received an input with c={c} channels."
             )
-        k = self.kernel_size
+        k = self.kernel_size[0]
         self.kernel = self.add_weight(
             name="kernel", shape=(k, k, c // self.groups, self.filters),
             initializer=self.kernel_initializer,
@@ -303,7 +304,7 @@ class GroupConv2D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
-        k, st = self.kernel_size, self.strides
+        k, st = self.kernel_size[0], self.strides
         if self.padding == "same":
             h, w = (None if v is None else math.ceil(v / st) for v in (h, w))
         else:
@@ -313,7 +314,7 @@ class GroupConv2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "filters": self.filters, "kernel_size": self.kernel_size, "groups": self.groups,
+            "filters": self.filters, "kernel_size": self.kernel_size[0], "groups": self.groups,
             "strides": self.strides, "padding": self.padding,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         })
