@@ -8,8 +8,14 @@ of ``examples/cifar10`` and ``examples/div2k``, which compute the authors' funct
 maps every weight and writes a ``.keras`` file atomically::
 
     python -m examples.port_authors model_best.pt resnet56_basis.keras \\
-        --args "--template ResNet --model ResNet_Basis --depth 56 --k_size2 1"
-    keras-basis export resnet56_basis.keras resnet56_basis.tflite
+        --args "--template ResNet --model ResNet_Basis --depth 56 --k_size2 1" \\
+        --tflite resnet56_basis.tflite
+
+``--tflite`` writes the float32 TFLite file too (``keras_basis.export_tflite``; SR
+networks at ``--input-shape``, default 96,96). ``keras-basis export`` on the ``.keras``
+file needs the examples' custom layers (``BiasAdd``, ``PixelShuffle``, ``MeanShift``)
+registered, i.e. ``import examples.cifar10.models, examples.div2k.models`` first, which
+the CLI does not do.
 
 Inputs: a ``.pt`` file (``torch.save`` of a state_dict, or of a dict holding one under
 ``state_dict``/``model``; needs ``torch``, an optional extra, imported only then), or an
@@ -286,6 +292,8 @@ def main(argv=None):
                         help="the authors' command-line arguments (default: the file's)")
     parser.add_argument("--input-shape", default=None,
                         help="H,W of the model input (default 32,32 for CIFAR, any for SR)")
+    parser.add_argument("--tflite", default=None,
+                        help="also write this float32 .tflite file")
     parser.add_argument("--check-fixtures", metavar="DIR", default=None,
                         help="port every .npz fixture of DIR and print the parity table")
     parser.add_argument("--no-tflite", action="store_true",
@@ -307,6 +315,12 @@ def main(argv=None):
 
     atomic_write(opts.output, model.save)
     print(f"wrote {opts.output} ({model.count_params():,} weights)")
+    if opts.tflite:
+        import keras_basis
+
+        size = shape or (model.input_shape[1] or 96, model.input_shape[2] or 96, 3)
+        keras_basis.export_tflite(model, opts.tflite, input_shape=size)
+        print(f"wrote {opts.tflite} (float32, input {size})")
     return model
 
 

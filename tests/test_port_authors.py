@@ -231,7 +231,8 @@ def test_edsr_trained_mean_shift_becomes_a_conv_and_round_trips(tmp_path):
     path = tmp_path / "edsr.npz"
     np.savez(path, args=np.array(args), **state)
     out = tmp_path / "edsr.keras"
-    model = P.main([str(path), str(out)])
+    model = P.main([str(path), str(out), "--tflite", str(tmp_path / "edsr.tflite"),
+                    "--input-shape", "4,6"])
     assert isinstance(model.get_layer("sub_mean"), keras.layers.Conv2D)
     # Basis-S: one basis, one bias of m = 3 values per conv (shared by the 2 splits)
     assert model.get_layer("block01_basis").get_weights()[0].shape == (3, 3, 4, 3)
@@ -240,6 +241,10 @@ def test_edsr_trained_mean_shift_becomes_a_conv_and_round_trips(tmp_path):
     x = np.random.default_rng(2).uniform(0, 255, (1, 3, 4, 6)).astype("float32")
     ref = edsr_basis_reference({k: v.astype("float64") for k, v in state.items()}, x, 2, 2)
     assert rel(nchw(loaded(np.transpose(x, (0, 2, 3, 1)))), ref) < TOL
+    from keras_basis.tflite import run_tflite
+
+    lite = np.asarray(run_tflite(tmp_path / "edsr.tflite", np.transpose(x, (0, 2, 3, 1))))
+    assert rel(np.transpose(lite, (0, 3, 1, 2)), ref) < TOL
     assert not list(tmp_path.glob("*.kbtmp-*"))
 
 
