@@ -94,7 +94,9 @@ def atomic_write(path, write):
         os.replace(tmp, path)
     except OSError as err:
         if err.filename is None:
-            raise OSError(err.errno, f"{err.strerror} (writing {path})") from err
+            text = err.strerror if err.strerror else (str(err) or type(err).__name__)
+            args = (f"{text} (writing {path})",)
+            raise type(err)(*((err.errno,) + args if err.errno is not None else args)) from err
         raise
     finally:
         if os.path.exists(tmp):

@@ -101,3 +101,11 @@ def test_unique_temp_names(tmp_path):
     for _ in range(3):
         fileio.atomic_write(tmp_path / "a.txt", write)
     assert len(set(seen)) == 3
+
+
+def test_oserror_without_errno_keeps_its_message(tmp_path):
+    def write(tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match=r"disk full \(writing .*x\.bin\)"):
+        fileio.atomic_write(tmp_path / "x.bin", write)
