@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from examples.authors import args as authors_args  # noqa: E402
 from examples.authors import mapping  # noqa: E402
 
-__all__ = ["check_fixture", "load_state", "port", "relative_error", "main"]
+__all__ = ["check_fixture", "load_state", "main", "namespace_to_args", "port", "relative_error"]
 
 FIXTURE_KEYS = ("input", "output", "args", "model_class")
 _MEAN_SHIFT = {"sub_mean": -1, "add_mean": 1}
@@ -75,6 +75,23 @@ def _torch_state(path):
         obj = obj.state_dict()
     state = {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
     return state, args
+
+
+def namespace_to_args(options):
+    """The authors' parsed ``args`` (an argparse Namespace or a dict) as a command line."""
+    import shlex
+
+    if not isinstance(options, dict):
+        options = vars(options)
+    tokens = []
+    for key, value in options.items():
+        if value is False or value is None:
+            continue
+        tokens.append(f"--{key}")
+        if value is not True:
+            value = "+".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            tokens.append(shlex.quote(str(value)))
+    return " ".join(tokens)
 
 
 def load_state(path):
@@ -107,8 +124,7 @@ def load_state(path):
             f"Received checkpoint={str(path)!r}."
         )
     if args is not None and not isinstance(args, str):
-        args = " ".join(f"--{k} {v}" for k, v in vars(args).items()
-                        if not isinstance(v, (bool, list)) or v is True)
+        args = namespace_to_args(args)
     clean = {}
     for key, value in state.items():
         if key.endswith("num_batches_tracked"):

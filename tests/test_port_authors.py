@@ -263,6 +263,17 @@ def test_unsupported_arguments_are_named(args, match):
         P.port({}, args)
 
 
+def test_stored_namespace_args_become_a_command_line():
+    import argparse
+
+    ns = argparse.Namespace(model="EDSR_Basis", scale=[2], n_resblocks=8, bn_every=False,
+                            share_basis=True, save="a b")
+    spec = A.parse(P.namespace_to_args(ns))
+    assert spec.model == "EDSR_Basis" and spec.options["scale"] == "2"
+    assert spec.options["share_basis"] and not spec.options["bn_every"]
+    assert spec.options["n_resblocks"] == 8
+
+
 def test_missing_args_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match=r"pass the authors' arguments .*Received args=None"):
         P.port({}, None)
@@ -289,7 +300,7 @@ def test_pixel_shuffle_permutation_is_depth_to_space_of_pixel_shuffle():
     rng = np.random.default_rng(3)
     for r, c in ((2, 3), (3, 2)):
         y = rng.standard_normal((1, c * r * r, 2, 3))   # conv output, PyTorch channel order
-        perm = mapping._shuffle_perm(c * r * r, r)
+        perm = mapping.shuffle_permutation(c * r * r, r)
         tf_in = np.transpose(y, (0, 2, 3, 1))[..., perm]
         ours = keras.ops.convert_to_numpy(keras.ops.depth_to_space(tf_in, r))
         np.testing.assert_array_equal(np.transpose(ours, (0, 3, 1, 2)), pixel_shuffle(y, r))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["entries", "to_keras"]
+__all__ = ["entries", "shuffle_permutation", "to_keras", "torch_shape"]
 
 
 def _conv(layer, prefix, bias=True):
@@ -199,7 +199,7 @@ def entries(info):
     return _edsr(info)
 
 
-def _shuffle_perm(n, r):
+def shuffle_permutation(n, r):
     """Keras output channel t holds PyTorch channel perm[t] (PixelShuffle vs depth_to_space)."""
     c = n // (r * r)
     perm = np.empty(n, dtype=np.int64)
@@ -216,7 +216,7 @@ def to_keras(kind, arrays):
         w = np.transpose(arrays[0], (2, 3, 1, 0))
         rest = list(arrays[1:])
         if kind.startswith("shuffle"):
-            perm = _shuffle_perm(w.shape[-1], int(kind[len("shuffle"):]))
+            perm = shuffle_permutation(w.shape[-1], int(kind[len("shuffle"):]))
             w = w[..., perm]
             rest = [b[perm] for b in rest]
         return [w] + rest
