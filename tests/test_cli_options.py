@@ -151,3 +151,13 @@ def test_bench_rows_are_relative_to_the_first_result():
     rows = cli.bench.latency_rows(results)
     assert rows[1] == ["b.tflite", "1,000", "0.25", 1, "0.500", "0.700", "0.25", "off"]
     assert rows[0][2] == rows[0][6] == "1.00"
+
+
+def test_version_goes_to_stdout(capsys):
+    import keras_basis
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["--version"])
+    assert exit_.value.code == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"keras-basis {keras_basis.__version__}\n", "")

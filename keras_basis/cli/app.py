@@ -46,7 +46,8 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from keras_basis import __version__
 
-        parser.exit(0, f"{parser.prog} {__version__}\n")
+        print(f"{parser.prog} {__version__}")
+        parser.exit(0)
 
 
 def _common():
