@@ -248,6 +248,50 @@ def test_edsr_trained_mean_shift_becomes_a_conv_and_round_trips(tmp_path):
     assert not list(tmp_path.glob("*.kbtmp-*"))
 
 
+def srresnet_reference(s, x, n_blocks, scale):
+    x = y = prelu(conv(x, s["head.0.weight"], s["head.0.bias"]), s["head.1.weight"])
+    for i in range(n_blocks):
+        k = f"body.{i}.body."
+        r = prelu(bn(conv(y, s[k + "0.weight"], s[k + "0.bias"]), s, k + "1"), s[k + "2.weight"])
+        y = bn(conv(r, s[k + "3.weight"], s[k + "3.bias"]), s, k + "4") + y
+    f = bn(conv(y, s[f"body.{n_blocks}.weight"], s[f"body.{n_blocks}.bias"]), s,
+           f"body.{n_blocks + 1}")
+    return tail(x + f, s, scale, act=True)
+
+
+def test_srresnet_baseline_shares_the_prelu_of_its_blocks():
+    args = "--model SRResNet --scale 2 --n_resblocks 2 --n_feats 8"
+    state = random_state(args, seed=21)
+    model = P.port(state, args)
+    x = np.random.default_rng(4).uniform(0, 255, (1, 3, 5, 3)).astype("float32")
+    ref = srresnet_reference({k: v.astype("float64") for k, v in state.items()}, x, 2, 2)
+    assert rel(nchw(model(np.transpose(x, (0, 2, 3, 1)), training=False)), ref) < TOL
+
+
+@pytest.mark.parametrize("args", [
+    "--model ResNet --depth 8",
+    "--model ResNet_Basis --depth 8 --k_size2 1 --basis_size2 16 --n_basis2 20",
+    "--model DenseNet --depth 7 --k 4",
+    "--model DenseNet_Basis --depth 7 --k 4 --n_basis 5 --transition_group 2 --k_size2 1",
+    "--model VGG --vgg_type 16",
+    "--model VGG_Basis --basis_size 64 --n_basis 32",
+    "--model EDSR --scale 3 --n_resblocks 1 --n_feats 4",
+    "--model SRResNet_Basis --scale 2 --n_resblocks 1 --n_feats 8 --basis_size 8 "
+    "--n_basis 3 --bn_every --share_basis",
+])
+def test_every_supported_network_maps_every_key(args):
+    state = random_state(args, seed=3)
+    model = P.port(state, args)  # no missing, unexpected or mis-shaped key
+    first = next(k for k in state if k.endswith("weight") and state[k].ndim == 4
+                 and "_mean" not in k)
+    layer_w = [w for w in model.weights if len(w.shape) == 4 and tuple(w.shape) ==
+               mapping.to_keras("conv", [state[first]])[0].shape]
+    assert any(np.array_equal(keras.ops.convert_to_numpy(w),
+                              mapping.to_keras("conv", [state[first]])[0]) for w in layer_w)
+    with pytest.raises(ValueError, match="Missing key"):
+        P.port(dict(list(state.items())[1:]), args)
+
+
 # ------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("args, match", [
     ("--model MobileNet", r"Unknown network .*`--model`.*Received --model 'MobileNet'"),
