@@ -216,14 +216,13 @@ def test_spectra_data_and_marks_behind_the_plot(work, compressed):
     import keras
 
     import keras_basis
-    from keras_basis import plots
-    from keras_basis.cli import report
+    from keras_basis import plots, transform
 
     assert_ok(compressed[0])
     tiny = keras.models.load_model(work / "tiny.keras")
     half = keras.models.load_model(work / "half.keras")
     pairs = {p.name: p for p in keras_basis.basis_pairs(half)}
-    entries = report.spectra_entries(half, tiny)
+    entries = transform.spectra(half, tiny)
     assert [e["name"] for e in entries] == ["c1", "c2", "c3"]
     for e in entries:
         pair = pairs[e["name"]]
@@ -232,8 +231,12 @@ def test_spectra_data_and_marks_behind_the_plot(work, compressed):
         kernel = np.asarray(tiny.get_layer(e["name"]).kernel)
         np.testing.assert_allclose(e["sv"], _split_singular_values(kernel, pair.s),
                                    rtol=1e-4, atol=1e-6)
+    # An original model with --ratio 0.5: the m that compress --ratio 0.5 chose.
+    planned = transform.spectra(tiny, ratio=0.5)
+    assert [(e["name"], e["s"], e["marks"][0][0]) for e in planned] == [
+        (p.name, p.s, p.m) for p in pairs.values()]
     # An original model without a size: m keeping 90% and 99% of the energy.
-    for e in report.spectra_entries(tiny, splits=1):
+    for e in transform.spectra(tiny, splits=1):
         kernel = np.asarray(tiny.get_layer(e["name"]).kernel)
         sv = _split_singular_values(kernel, 1)
         energy = np.cumsum(sv.astype(np.float64) ** 2) / np.sum(sv.astype(np.float64) ** 2)
