@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from examples.cifar10.common import BiasAdd, GroupConv2D, conv, count_model, shortcut_a
-from examples.cifar10.models import densenet40, resnet20, resnet56, vgg16
+from examples.cifar10.models import densenet, densenet40, resnet20, resnet56, vgg16
 from examples.div2k import models as sr
 from keras_basis import BasisConv2D
 
@@ -26,20 +26,23 @@ def test_authors_parameter_counts():
     assert (counts["params"], counts["trainable"]) == (199_782, 203_846)
     counts = count_model(densenet40("basis", config="M36T6"))
     assert (counts["params"], counts["trainable"]) == (332_626, 353_938)
-    assert count_model(resnet56())["params"] == 848_954 + 16  # + the first conv's bias
-    assert count_model(vgg16("basis"))["params"] == 3_219_530
+    assert count_model(resnet20())["params"] == 268_346 + 16  # + the first conv's bias
 
 
 def test_vgg16_baseline_has_no_batchnorm_unless_asked():
     def n_bn(model):
         return sum(isinstance(la, keras.layers.BatchNormalization) for la in model.layers)
 
-    assert n_bn(vgg16()) == 0 and n_bn(vgg16(bn=True)) == 13 and n_bn(vgg16("basis")) == 23
-    assert count_model(vgg16())["params"] == 14_719_818  # 13 convs + biases + fc
+    base, basis = vgg16(), vgg16("basis")
+    assert n_bn(base) == 0 and n_bn(vgg16(bn=True)) == 13 and n_bn(basis) == 23
+    assert count_model(base)["params"] == 14_719_818  # 13 convs + biases + fc
+    assert count_model(basis)["params"] == 3_219_530  # Table 9 + the authors' conv biases
+    assert all(la.epsilon == 1e-5 and la.momentum == 0.9 for la in basis.layers
+               if isinstance(la, keras.layers.BatchNormalization))
 
 
 def test_batchnorm_has_pytorch_constants():
-    for model in (resnet20(), vgg16("basis"), densenet40()):
+    for model in (resnet20("group"), densenet(10, 4, "basis", config="M5T2")):
         bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
         assert bns and all(b.epsilon == 1e-5 and b.momentum == 0.9 for b in bns)
 

@@ -273,8 +273,8 @@ def test_srresnet_baseline_shares_the_prelu_of_its_blocks():
     "--model ResNet_Basis --depth 8 --k_size2 1 --basis_size2 16 --n_basis2 20",
     "--model DenseNet --depth 7 --k 4",
     "--model DenseNet_Basis --depth 7 --k 4 --n_basis 5 --transition_group 2 --k_size2 1",
-    "--model VGG --vgg_type 16",
-    "--model VGG_Basis --basis_size 64 --n_basis 32",
+    pytest.param("--model VGG --vgg_type 16", marks=pytest.mark.slow),
+    pytest.param("--model VGG_Basis --basis_size 64 --n_basis 32", marks=pytest.mark.slow),
     "--model EDSR --scale 3 --n_resblocks 1 --n_feats 4",
     "--model SRResNet_Basis --scale 2 --n_resblocks 1 --n_feats 8 --basis_size 8 "
     "--n_basis 3 --bn_every --share_basis",
