@@ -13,7 +13,7 @@ without BatchNorm, which folds into the convolutions; a shared basis counted onc
 Targets T2 and T3 of benchmarks/RESULTS.md: latency ratio <= 1.25 x FLOPs ratio; int8
 size ratio <= parameter ratio. Where a target is missed, ``--profile``
 times every basis pair against its dense form as one-layer models
-(``keras_basis.tflite.fold_plan``), and ``--fold`` adds a "basis, fold=auto" row: the
+(``keras_basis.export.fold_plan``), and ``--fold`` adds a "basis, fold=auto" row: the
 export option that folds back the pairs whose dense form measured faster.
 
 Latency is measured in interleaved rounds (original, basis, fold=auto, ... repeated)
@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 import keras_basis  # noqa: E402
 from keras_basis import fileio  # noqa: E402
 from keras_basis import tflite as kt  # noqa: E402
+from keras_basis.export import fold_plan  # noqa: E402
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
@@ -252,8 +253,8 @@ def main(argv=None):
                 print(f"exported {path.name} in {time.time() - t0:.0f} s", flush=True)
                 files[variant] = path
             if args.fold or args.profile:
-                plan = kt.fold_plan(models["basis"], quantize=quantize, threads=1,
-                                    input_shape=shape, runs=5 if sr else 20, warmup=1)
+                plan = fold_plan(models["basis"], quantize=quantize, threads=1,
+                                 input_shape=shape, runs=5 if sr else 20, warmup=1)
                 if args.profile:
                     print(f"\nper-pair profile, {net} {precision}, 1 thread (ms, one-layer "
                           "models at the pair's input shape):")
