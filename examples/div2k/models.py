@@ -128,9 +128,12 @@ def _check_int(name, value, builder, allowed=None, minimum=1):
     return value
 
 
-def _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
-                   basis_init):
-    """Validates the compression arguments; returns the basis depth (or None)."""
+def _check_variant(builder, scale, num_blocks, channels, num_basis, basis_depth, share_basis,
+                   sic_layers, basis_init):
+    """Validates the arguments shared by the builders; returns the basis depth (or None)."""
+    _check_int("scale", scale, builder, allowed=(2, 3, 4))
+    _check_int("num_blocks", num_blocks, builder)
+    _check_int("channels", channels, builder)
     if basis_init not in BASIS_INITS:
         raise ValueError(
             f"Invalid value for argument `basis_init` of {builder}(). Expected one of "
@@ -320,11 +323,8 @@ def srresnet(
     >>> srresnet(4, num_basis=14, basis_depth=64)    # Basis-64-14
     """
     builder = "srresnet"
-    _check_int("scale", scale, builder, allowed=(2, 3, 4))
-    _check_int("num_blocks", num_blocks, builder)
-    _check_int("channels", channels, builder)
-    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
-                           basis_init)
+    depth = _check_variant(builder, scale, num_blocks, channels, num_basis, basis_depth,
+                           share_basis, sic_layers, basis_init)
     prelu = _site_prelu(_prelu("act") if shared_prelu else None)
     inputs = keras.Input(input_shape, name="lr")
     x = head = prelu("head_act")(_conv(channels, 9, "head_conv")(inputs))
@@ -381,16 +381,13 @@ def edsr(
     >>> edsr(4, num_basis=32, share_basis=True)      # Table 3 Basis-S
     """
     builder = "edsr"
-    _check_int("scale", scale, builder, allowed=(2, 3, 4))
-    _check_int("num_blocks", num_blocks, builder)
-    _check_int("channels", channels, builder)
+    depth = _check_variant(builder, scale, num_blocks, channels, num_basis, basis_depth,
+                           share_basis, sic_layers, basis_init)
     if isinstance(res_scale, bool) or not isinstance(res_scale, (int, float)) or res_scale <= 0:
         raise ValueError(
             f"Invalid value for argument `res_scale` of {builder}(). Expected a positive "
             f"number. Received res_scale={res_scale!r}."
         )
-    depth = _check_variant(builder, channels, num_basis, basis_depth, share_basis, sic_layers,
-                           basis_init)
     if mean_shift not in ("constant", "conv"):
         raise ValueError(
             f"Invalid value for argument `mean_shift` of {builder}(). Expected 'constant' or "
