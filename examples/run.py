@@ -2,14 +2,12 @@
 
 One output folder per run (``--output-dir``), the same in every script:
 
-====================== ==============================================================
-``args.json``          the final arguments (after presets) and a few facts of the run
-``metrics.csv``        one row per finished epoch (``csv`` module, fixed columns)
-``ckpt-epochNNNN.keras`` the model, optimizer included, after epoch ``NNNN`` (only the
-                       newest is kept)
-``state.json``         ``{"epoch": N, "checkpoint": "ckpt-epochNNNN.keras"}``: epoch N
-                       is done; the one file that says so
-====================== ==============================================================
+- ``args.json``: the final arguments (after presets) and a few facts of the run;
+- ``metrics.csv``: one row per finished epoch (``csv`` module, fixed columns);
+- ``ckpt-epochNNNN.keras``: the model, optimizer included, after epoch ``NNNN`` (only
+  the newest is kept);
+- ``state.json``: ``{"epoch": N, "checkpoint": "ckpt-epochNNNN.keras"}``, the one file
+  that says epoch N is done.
 
 At the end of epoch N, :meth:`RunDir.end_epoch` writes, in this order: the checkpoint,
 ``metrics.csv`` with row N, ``state.json``; then it removes older checkpoints. A crash
