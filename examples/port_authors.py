@@ -54,7 +54,7 @@ FIXTURE_KEYS = ("input", "output", "args", "model_class")
 _MEAN_SHIFT = {"sub_mean": -1, "add_mean": 1}
 
 
-def _torch_state(path):
+def _torch_state(path, trust_pickle):
     try:
         import torch
     except ImportError:
@@ -63,7 +63,16 @@ def _torch_state(path):
             "extra: `pip install torch`), or convert it to .npz first: "
             "numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()})."
         ) from None
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as err:  # torch raises UnpicklingError and others
+        if trust_pickle:
+            raise
+        raise ValueError(
+            f"{str(path)!r} holds more than tensors (e.g. the authors' argparse args), which "
+            "torch only loads with full unpickling: pass `--trust-pickle` (trust_pickle=True) "
+            f"for a file you trust. Received: {str(err).splitlines()[0][:200]}"
+        ) from None
     args = None
     if isinstance(obj, dict) and not any(hasattr(v, "numpy") for v in obj.values()):
         args = obj.get("args")
@@ -94,11 +103,13 @@ def namespace_to_args(options):
     return " ".join(tokens)
 
 
-def load_state(path):
+def load_state(path, trust_pickle=False):
     """Reads a state_dict from ``.pt`` or ``.npz``.
 
     Args:
         path: the checkpoint.
+        trust_pickle: ``.pt`` only: allow full unpickling (``torch.load(...,
+            weights_only=False)``), needed when the file stores more than tensors.
 
     Returns:
         ``(state, args, extras)``: dict key -> float array (``num_batches_tracked``
@@ -117,7 +128,7 @@ def load_state(path):
         args = extras.pop("args", None)
         args = None if args is None else str(args)
     elif path.suffix in (".pt", ".pth"):
-        state, args = _torch_state(path)
+        state, args = _torch_state(path, trust_pickle)
     else:
         raise ValueError(
             "Invalid value for argument `checkpoint`. Expected a .pt/.pth or .npz file. "
@@ -308,6 +319,9 @@ def main(argv=None):
                         help="the authors' command-line arguments (default: the file's)")
     parser.add_argument("--input-shape", default=None,
                         help="H,W of the model input (default 32,32 for CIFAR, any for SR)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help=".pt files holding more than tensors: full unpickling (trusted "
+                             "files only)")
     parser.add_argument("--tflite", default=None,
                         help="also write this float32 .tflite file")
     parser.add_argument("--check-fixtures", metavar="DIR", default=None,
@@ -325,7 +339,7 @@ def main(argv=None):
     if opts.input_shape:
         h, w = (int(v) for v in opts.input_shape.split(","))
         shape = (h, w, 3)
-    state, stored, _ = load_state(opts.checkpoint)
+    state, stored, _ = load_state(opts.checkpoint, trust_pickle=opts.trust_pickle)
     model = port(state, opts.authors_args or stored, shape)
     from keras_basis.fileio import atomic_write
 
