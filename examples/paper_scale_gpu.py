@@ -1,45 +1,46 @@
-"""Short paper-scale runs on a GPU machine that has JAX but no TensorFlow.
+"""Paper-scale runs on a GPU machine that has JAX but no TensorFlow.
 
 The recipes' ``train.py`` scripts are TensorFlow programs (tf.data, tf.distribute). The
 GPU machines lent to this project carry JAX and no TensorFlow (and no network), so this
 script trains the *same* Keras model builders (``examples.cifar10.models``,
-``examples.div2k.models``) and the same optimiser settings with Keras 3 on the JAX
-backend. Several networks are trained side by side on identical batches (one jitted
-step each, called in turn), so a comparison is paired and equal in steps. The wall-clock
-budget fixes the number of epochs (or steps) after a timed warm-up; the learning-rate
-milestones are then placed at the paper's fractions of that schedule. Models are saved
-as ``.keras`` files (backend-independent) so they can be evaluated and exported to
-TFLite with TensorFlow elsewhere (``examples.div2k.evaluate``, ``keras-basis export``).
+``examples.div2k.models``, authors-exact by default) and the same optimiser settings
+with Keras 3 on the JAX backend, at full speed: the training set lives on the device as
+uint8, each epoch's shuffling and augmentation are drawn there (``jax.random``), and a
+whole epoch of all the networks of a run, side by side on identical batches, is one
+compiled ``lax.scan`` (``examples.gpu.core``); the test set is evaluated on the device
+in one call. So each comparison is paired and equal in steps.
 
-Commands (the ones behind benchmarks/RESULTS.md; ``KERAS_BACKEND=jax`` is set here):
+Without ``--epochs`` the number of epochs is fitted to ``--budget`` (seconds from the
+start) after the first, timed, epoch; the lr milestones sit at the authors' fractions of
+that plan (250/400 and 325/400). The output folder follows ``examples.run``:
+``args.json``, ``metrics.csv``, ``state.json`` + ``ckpt-epochNNNN.npz`` (every
+``--checkpoint-every`` epochs; a rerun resumes, ``--restart`` starts again), then one
+``<network>.keras`` per network (backend-independent: evaluate or export it with
+TensorFlow elsewhere) and ``cifar.json`` / ``sr.json``.
 
-    python -m examples.paper_scale_gpu cifar --tar cifar10-jpeg.tar.gz --out OUT \
+Commands (``KERAS_BACKEND=jax`` is set here):
+
+    python -m examples.paper_scale_gpu cifar --tar cifar10-jpeg.tar.gz \
+        --output-dir OUT --budget 540
+    python -m examples.paper_scale_gpu sr --train-dir sr-train --output-dir OUT \
         --budget 400
-    python -m examples.paper_scale_gpu sr --train-dir sr-train --out OUT --budget 400
 
 ``cifar``: ResNet-56 baseline and basis (Table 8: one basis per stage, m = 24/48/84),
-SGD momentum 0.9, lr 0.1 x0.1 at 50% and 75% of the epochs, batch 64, coupled weight
-decay 1e-4, pad-4 crop + flip, the paper's mean/std; the CIFAR-10 JPEG copy.
-``sr``: EDSR-8-128 x4 baseline, Basis-128-27 (with the authors' and with the matched
-initialisation) and Basis-128-40 from scratch (the authors' route; a preset may end in
-``+authors`` or ``+matched`` to pick ``basis_init`` of ``examples.div2k.models``, whose
-default is "matched"), L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4 x0.1 after 2/3 of the
-steps, batch 16 of 48x48 LR patches with flips and transpose, LR made by Pillow bicubic.
-
-Evaluate the SR models the paper's way with TensorFlow afterwards:
-
-    python -m examples.div2k.evaluate OUT/edsr-8-128.keras --scale 4 \
-        --benchmark-dir ../shared/data/sr-benchmarks --sets Set5,Set14
+SGD momentum 0.9, lr 0.1 x0.1 at 250/400 and 325/400 of the epochs, batch 64, coupled
+(PyTorch) weight decay 1e-4, pad-4 crop + flip, the paper's mean/std; the CIFAR-10 JPEG
+copy (the last partial batch of an epoch is dropped).
+``sr``: EDSR-8-128 x4 baseline and basis presets (a preset may end in ``+authors`` or
+``+matched`` to pick ``basis_init``), L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4 x0.1
+after 2/3 of the steps, batch 16 of 48x48 LR patches with flips and transpose (drawn on
+the host, ``--unit-steps`` batches per compiled call).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
-import tarfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -48,169 +49,76 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 import numpy as np  # noqa: E402
 
+from examples.gpu.data import load_cifar_tar, sr_chunk  # noqa: E402
+from examples.gpu.loop import units_that_fit  # noqa: E402
+
+__all__ = ["load_cifar_tar", "main", "parse_args", "units_that_fit"]
+
 T0 = time.time()
+#: The authors' ResNet schedule: lr x0.1 after epochs 250 and 325 of 400.
+AUTHORS_CIFAR_MILESTONES = "0.625,0.8125"
 
 
 def log(*parts):
     print(f"[{time.time() - T0:7.1f}s]", *parts, flush=True)
 
 
-# ---------------------------------------------------------------------------- data
-def load_cifar_tar(path):
-    """CIFAR-10 JPEG copy straight from its tar: uint8 arrays and int labels per split."""
-    from PIL import Image
+def _open_run(args, members, columns):
+    """The ``examples.run.RunDir`` and the members' states (resumed when possible)."""
+    from examples import run
+    from examples.gpu.loop import load_states
 
-    out = {"train": ([], []), "test": ([], [])}
-    names = {}  # class folder -> label, in alphabetical order (the standard CIFAR ids)
-    with tarfile.open(path) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) < 4 or parts[-3] not in out:
-                continue
-            with Image.open(tar.extractfile(member)) as im:
-                out[parts[-3]][0].append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            out[parts[-3]][1].append(names.setdefault(parts[-2], len(names)))
-    order = {c: i for i, c in enumerate(sorted(names))}
-    remap = np.asarray([order[c] for c in names], np.int32)  # first-seen id -> sorted id
-    return {k: (np.stack(x), remap[np.asarray(y, np.int32)]) for k, (x, y) in out.items()}
+    fields = ["epoch", "lr"] + columns + ["seconds"]
+    rd = run.RunDir(args.output_dir, fields, restart=args.restart)
+    rd.write_args(args, backend=os.environ["KERAS_BACKEND"])
+    if rd.checkpoint is not None and rd.checkpoint.suffix == ".npz":
+        states, meta = load_states(rd.checkpoint, members)
+        log(f"resuming after epoch {rd.epoch} of {meta['units']} ({rd.checkpoint.name})")
+        return rd, states, meta
+    rd.epoch, rd.rows = 0, []
+    return rd, tuple(m.initial_state() for m in members), None
 
 
-def augment_epoch(images, rng, pad=4):
-    """Pad-``pad`` random crop and horizontal flip of every image (uint8, vectorised)."""
-    n, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    dy = rng.integers(0, 2 * pad + 1, n)
-    dx = rng.integers(0, 2 * pad + 1, n)
-    out = np.empty_like(images)
-    for y in range(2 * pad + 1):
-        for x in range(2 * pad + 1):
-            sel = np.flatnonzero((dy == y) & (dx == x))
-            out[sel] = padded[sel, y : y + h, x : x + w]
-    flip = rng.random(n) < 0.5
-    out[flip] = out[flip, :, ::-1]
-    return out
+def _finish(rd, members, states, name, summary):
+    from examples import run
+
+    for m, state in zip(members, states):
+        m.assign(state)
+        rd.save_model(m.model, f"{m.name.replace('+', '_')}.keras")
+    summary = {**summary, "params": {m.name: m.model.count_params() for m in members},
+               "history": rd.rows, "device": _device()}
+    run.write_json(rd.path / name, summary)
 
 
-# ------------------------------------------------------------------------ training
-class Member:
-    """One network of a paired run: its jitted train/eval steps and its state."""
-
-    def __init__(self, name, model, optimizer, loss_fn, preprocess):
-        import jax
-
-        self.name, self.model, self.optimizer = name, model, optimizer
-        optimizer.build(model.trainable_variables)
-        self.lr_index = next(
-            i for i, v in enumerate(optimizer.variables) if v is optimizer._learning_rate
-        )
-        # copies: the jitted step donates its state, which must not delete the buffers
-        # still held by the model's (and the optimizer's) own variables
-        self.state = tuple(
-            [jax.numpy.array(v.value, copy=True) for v in variables]
-            for variables in (model.trainable_variables, model.non_trainable_variables,
-                              optimizer.variables)
-        )
-
-        def loss_and_updates(tv, ntv, x, y):
-            pred, ntv = model.stateless_call(tv, ntv, preprocess(x), training=True)
-            return loss_fn(y, pred), ntv
-
-        grad_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
-
-        def train_step(state, x, y):
-            tv, ntv, ov = state
-            (loss, ntv), grads = grad_fn(tv, ntv, x, y)
-            tv, ov = optimizer.stateless_apply(ov, grads, tv)
-            return (tv, ntv, ov), loss
-
-        def predict(state, x):
-            tv, ntv, _ = state
-            pred, _ = model.stateless_call(tv, ntv, preprocess(x), training=False)
-            return pred
-
-        self.train_step = jax.jit(train_step, donate_argnums=0)
-        self.predict = jax.jit(predict)
-        self.loss_sum, self.loss_count = 0.0, 0
-
-    def set_lr(self, lr):
-        import jax.numpy as jnp
-
-        tv, ntv, ov = self.state
-        ov = list(ov)
-        ov[self.lr_index] = jnp.asarray(lr, dtype=ov[self.lr_index].dtype)
-        self.state = (tv, ntv, ov)
-
-    def step(self, x, y):
-        self.state, loss = self.train_step(self.state, x, y)
-        self.loss_sum = self.loss_sum + loss
-        self.loss_count += 1
-
-    def take_loss(self):
-        value = float(self.loss_sum) / max(self.loss_count, 1)
-        self.loss_sum, self.loss_count = 0.0, 0
-        return value
-
-    def save(self, path):
-        tv, ntv, _ = self.state
-        for var, value in zip(self.model.trainable_variables, tv):
-            var.assign(value)
-        for var, value in zip(self.model.non_trainable_variables, ntv):
-            var.assign(value)
-        path = pathlib.Path(path)
-        tmp = path.with_name(f".tmp-{path.name}")
-        self.model.save(tmp)
-        os.replace(tmp, path)
-
-
-def plan_units(members, batch_fn, budget_s, unit_steps, warm_steps=20, safety=0.8):
-    """Compiles every step, times ``warm_steps`` paired steps, returns units that fit."""
+def _device():
     import jax
 
-    x, y = batch_fn()
-    for m in members:  # compile
-        m.step(x, y)
-    jax.block_until_ready([m.state for m in members])
-    start = time.time()
-    for _ in range(warm_steps):
-        x, y = batch_fn()
-        for m in members:
-            m.step(x, y)
-    jax.block_until_ready([m.state for m in members])
-    per_step = (time.time() - start) / warm_steps
-    for m in members:
-        m.take_loss()
-    units = int(budget_s * safety / (per_step * unit_steps))
-    return max(units, 1), per_step
-
-
-def units_that_fit(done, planned, unit_s, deadline):
-    """Planned units cut to what still fits before ``deadline`` (at least one more)."""
-    fits = done + int((deadline - time.time()) / unit_s)
-    return planned if fits >= planned else max(fits, done + 1)
-
-
-def write_json(path, data):
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    return str(jax.devices()[0].device_kind)
 
 
 # --------------------------------------------------------------------------- cifar
 def run_cifar(args):
+    import jax
+    import jax.numpy as jnp
     import keras
     from keras import ops
 
     from examples.cifar10.common import CIFAR_MEAN, CIFAR_STD
     from examples.cifar10.models import count_model, resnet
     from examples.cifar10.optim import CoupledSGD
+    from examples.gpu import core
+    from examples.gpu.loop import train_units
 
     keras.utils.set_random_seed(args.seed)
+    if args.dtype_policy != "float32":
+        keras.config.set_dtype_policy(args.dtype_policy)
     data = load_cifar_tar(args.tar)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
     if args.train_subset:  # the tar is ordered by class: take a random subset
         keep = np.random.default_rng(args.seed).permutation(len(xtr))[: args.train_subset]
         xtr, ytr = xtr[keep], ytr[keep]
+    if args.test_subset:
+        xte, yte = xte[: args.test_subset], yte[: args.test_subset]
     log(f"CIFAR-10 JPEG copy: train {xtr.shape}, test {xte.shape}")
     mean = np.asarray(CIFAR_MEAN, np.float32)
     std = np.asarray(CIFAR_STD, np.float32)
@@ -219,160 +127,146 @@ def run_cifar(args):
         return (ops.cast(x, "float32") - mean) / std
 
     def loss_fn(y, logits):
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        )
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(
+            y, ops.cast(logits, "float32"), from_logits=True))
 
     members = []
-    for name in args.variants:
-        model = resnet(args.depth, name)
+    for variant in args.variants:
+        model = resnet(args.depth, variant)
         opt = CoupledSGD(learning_rate=args.lr, momentum=0.9, nesterov=False,
                          coupled_weight_decay=args.weight_decay)
-        members.append(Member(f"resnet{args.depth}-{name}", model, opt, loss_fn, preprocess))
+        members.append(core.Member(f"resnet{args.depth}-{variant}", model, opt, loss_fn,
+                                   preprocess))
         log(f"{members[-1].name}: {count_model(model)}")
+    rd, states, meta = _open_run(args, members, [f"{m.name}_{k}" for m in members
+                                                 for k in ("loss", "test_acc")])
 
-    rng = np.random.default_rng(args.seed)
-    bs = args.batch_size
-    steps = len(xtr) // bs
+    def batch_fn(data, inp):
+        images, labels = data
+        idx, dy, dx, flip = inp
+        return core.crop_flip(images[idx], dy, dx, flip, pad=4), labels[idx]
 
-    def warm_batch():
-        idx = rng.integers(0, len(xtr), bs)
-        return xtr[idx], ytr[idx]
+    bs, n = args.batch_size, len(xtr)
+    train_data = (jax.device_put(xtr), jax.device_put(ytr.astype(np.int32)))
+    test_data = (jax.device_put(xte), jax.device_put(yte.astype(np.int32)))
+    draws = jax.jit(lambda key: core.cifar_epoch_inputs(key, n, bs, pad=4))
+    key = jax.random.key(args.seed)
+    start = time.time()
+    lrs = tuple(jnp.float32(args.lr) for _ in members)
+    train = core.make_train_fn(members, batch_fn, args.unroll).lower(
+        states, lrs, train_data, draws(key)).compile()
+    evaluate_fn = core.make_eval_fn(members, args.eval_batch_size)
+    evaluate_fn(states, *test_data).block_until_ready()  # compiles (states not donated)
+    log(f"compiled in {time.time() - start:.1f} s; {n // bs} steps of {bs} per epoch")
 
-    eval_s = 2.0
-    epochs, per_step = plan_units(members, warm_batch, args.budget - (time.time() - T0),
-                                  steps)
-    epochs = min(epochs, args.max_epochs)
-    log(f"paired step {per_step * 1e3:.1f} ms -> {epochs} epochs of {steps} steps")
-    milestones = [max(1, int(round(f * epochs))) for f in (0.5, 0.75)]
-    deadline = T0 + args.budget
-    history, done = [], 0
+    def run_unit(states, lr, epoch):
+        lrs = tuple(jnp.float32(lr) for _ in members)
+        return train(states, lrs, train_data, draws(jax.random.fold_in(key, epoch)))
 
-    def evaluate(m):
-        correct = 0
-        for i in range(0, len(xte), 500):
-            logits = m.predict(m.state, xte[i : i + 500])
-            correct += int(np.sum(np.argmax(np.asarray(logits), -1) == yte[i : i + 500]))
-        return correct / len(xte)
+    def evaluate(states):
+        hits = np.asarray(evaluate_fn(states, *test_data))
+        return {f"{m.name}_test_acc": int(h) / len(yte) for m, h in zip(members, hits)}
 
-    epoch_time, epoch = None, 0
-    while epoch < epochs:
-        if epoch_time and epoch < milestones[0]:  # re-plan while the lr is unchanged
-            fits = units_that_fit(epoch, epochs, epoch_time + eval_s, deadline)
-            if fits < epochs:
-                epochs = fits
-                milestones = [max(1, int(round(f * epochs))) for f in (0.5, 0.75)]
-                log(f"re-planned: {epochs} epochs, milestones {milestones}")
-            if time.time() + epoch_time + eval_s > deadline:
-                log(f"stopping before epoch {epoch + 1}: the budget would be exceeded")
-                break
-        t = time.time()
-        lr = args.lr * 0.1 ** sum(epoch >= b for b in milestones)
-        for m in members:
-            m.set_lr(lr)
-        aug = augment_epoch(xtr, rng)
-        perm = rng.permutation(len(xtr))
-        for s in range(steps):
-            idx = perm[s * bs : (s + 1) * bs]
-            xb, yb = aug[idx], ytr[idx]
-            for m in members:
-                m.step(xb, yb)
-        row = {"epoch": epoch + 1, "lr": lr}
-        for m in members:
-            row[f"{m.name}_loss"] = m.take_loss()
-        last = epoch + 1 == epochs
-        if last or (epoch + 1) % args.eval_every == 0:
-            for m in members:
-                row[f"{m.name}_test_acc"] = evaluate(m)
-        epoch_time = time.time() - t
-        row["seconds"] = round(epoch_time, 2)
-        history.append(row)
-        done = epoch = epoch + 1
-        log(json.dumps(row))
-    final = {m.name: evaluate(m) for m in members}
-    out = pathlib.Path(args.out)
-    for m in members:
-        m.save(out / f"{m.name}.keras")
-    write_json(out / "cifar.json", {
-        "planned_epochs": epochs, "epochs_done": done, "steps_per_epoch": steps,
-        "batch_size": bs, "milestones": milestones, "paired_step_ms": per_step * 1e3,
-        "final_test_accuracy": final, "params": {m.name: m.model.count_params()
-                                                 for m in members},
-        "history": history, "args": vars(args),
-    })
+    states, plan, done = train_units(args, rd, members, states, run_unit, evaluate, T0, meta)
+    final = evaluate(states)
     log("final test accuracy", final)
+    epoch_s = [float(r["seconds"]) for r in rd.rows]
+    _finish(rd, members, states, "cifar.json", {
+        "planned_epochs": plan, "epochs_done": done, "steps_per_epoch": n // bs,
+        "batch_size": bs, "milestones": _milestones(args, plan),
+        "paired_step_ms": float(np.median(epoch_s)) / (n // bs) * 1e3 if epoch_s else None,
+        "final_test_accuracy": {m.name: final[f"{m.name}_test_acc"] for m in members},
+        "train_images": n, "test_images": len(yte),
+    })
+
+
+def _milestones(args, plan):
+    from examples import run
+
+    return run.milestones(args.lr_milestones, plan) if plan else []
 
 
 # ------------------------------------------------------------------------------ sr
 def run_sr(args):
+    import jax
+    import jax.numpy as jnp
     import keras
     from keras import ops
 
     from examples.div2k.data import PatchSampler, discover_train, load_pair
     from examples.div2k.models import build, weight_count
+    from examples.gpu import core
+    from examples.gpu.loop import train_units
 
     keras.utils.set_random_seed(args.seed)
     pairs, description = discover_train(args.train_dir, args.scale)
     images = [load_pair(p, args.scale) for p in pairs]
     log(description)
-    sampler = PatchSampler(images, args.scale, args.patch_size, args.batch_size, args.seed)
 
     def loss_fn(y, pred):
-        return ops.mean(ops.abs(y - pred))
+        return ops.mean(ops.abs(ops.cast(y, "float32") - ops.cast(pred, "float32")))
+
+    def preprocess(x):
+        return ops.cast(x, "float32")
 
     members = []
     for preset in args.presets:  # "name", "name+authors" or "name+matched" (basis_init)
         name, _, init = preset.partition("+")
         model = build(name, scale=args.scale, **({"basis_init": init} if init else {}))
         opt = keras.optimizers.Adam(args.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-        members.append(Member(preset, model, opt, loss_fn, lambda x: x))
+        members.append(core.Member(preset, model, opt, loss_fn, preprocess))
         log(f"{preset}: {model.count_params():,} params, {weight_count(model):,} weights")
-
+    rd, states, meta = _open_run(args, members, [f"{m.name}_loss" for m in members])
+    # the draws of unit u: a sampler seeded by (seed, u), so a resumed run continues them
     unit = args.unit_steps
-    units, per_step = plan_units(members, sampler.batch, args.budget - (time.time() - T0),
-                                 unit)
-    units = min(units, args.max_units)
-    drop = int(round(units * 2 / 3))
-    log(f"paired step {per_step * 1e3:.1f} ms -> {units} x {unit} steps, lr x0.1 at "
-        f"{drop * unit}")
-    deadline = T0 + args.budget
-    history, done, unit_time, u = [], 0, None, 0
-    while u < units:
-        if unit_time and u < drop:  # re-plan while the lr is unchanged
-            fits = units_that_fit(u, units, unit_time, deadline)
-            if fits < units:
-                units = fits
-                drop = int(round(units * 2 / 3))
-                log(f"re-planned: {units} x {unit} steps, lr x0.1 at {drop * unit}")
-            if time.time() + unit_time > deadline:
-                log(f"stopping before unit {u + 1}: the budget would be exceeded")
-                break
-        t = time.time()
-        lr = args.lr * (0.1 if u >= drop else 1.0)
-        for m in members:
-            m.set_lr(lr)
-        for _ in range(unit):
-            x, y = sampler.batch()
-            for m in members:
-                m.step(x, y)
-        row = {"steps": (u + 1) * unit, "lr": lr}
-        for m in members:
-            row[f"{m.name}_l1"] = m.take_loss()
-        unit_time = time.time() - t
-        row["seconds"] = round(unit_time, 2)
-        history.append(row)
-        done = u = u + 1
-        log(json.dumps(row))
-    out = pathlib.Path(args.out)
-    for m in members:
-        m.save(out / f"{m.name.replace('+', '_')}.keras")
-    write_json(out / "sr.json", {
-        "planned_steps": units * unit, "steps_done": done * unit, "lr_drop_step": drop * unit,
-        "paired_step_ms": per_step * 1e3, "train": description,
-        "params": {m.name: m.model.count_params() for m in members},
-        "history": history, "args": vars(args),
+
+    def chunk(u):
+        sampler = PatchSampler(images, args.scale, args.patch_size, args.batch_size,
+                               seed=[args.seed, u])
+        return sr_chunk(sampler, unit)
+
+    lrs = tuple(jnp.float32(args.lr) for _ in members)
+    train = core.make_train_fn(members, lambda data, inp: inp, args.unroll).lower(
+        states, lrs, (), chunk(0)).compile()
+
+    def run_unit(states, lr, u):
+        lrs = tuple(jnp.float32(lr) for _ in members)
+        return train(states, lrs, (), jax.device_put(chunk(u)))
+
+    states, plan, done = train_units(args, rd, members, states, run_unit, None, T0, meta)
+    _finish(rd, members, states, "sr.json", {
+        "planned_steps": plan * unit, "steps_done": done * unit,
+        "lr_drop_steps": [b * unit for b in _milestones(args, plan)], "train": description,
     })
     log("done")
+
+
+# ---------------------------------------------------------------------- command line
+def _common(p, milestones_default, milestones_help):
+    g = p.add_argument_group("run (as examples.run)")
+    g.add_argument("--output-dir", "--out", dest="output_dir", required=True,
+                   help="args.json, metrics.csv, checkpoints, the .keras files, results")
+    g.add_argument("--seed", type=int, default=0, help="random seed (weights, data order)")
+    g.add_argument("--restart", action="store_true",
+                   help="ignore an existing checkpoint and start from epoch 0 (without it, a "
+                        "rerun resumes after the last checkpoint)")
+    g.add_argument("--smoke", action="store_true",
+                   help="tiny sizes for a CPU dry run of the same code path")
+    g = p.add_argument_group("schedule and budget")
+    g.add_argument("--budget", type=float, required=True,
+                   help="seconds from the start to the end of training (this call)")
+    g.add_argument("--epochs", type=int, default=0,
+                   help="units to train (0: as many as fit --budget, planned after the "
+                        "first)")
+    g.add_argument("--max-epochs", type=int, default=400, help="upper bound of the plan")
+    g.add_argument("--lr-milestones", default=milestones_default, help=milestones_help)
+    g.add_argument("--lr-factor", type=float, default=0.1)
+    g.add_argument("--eval-every", type=int, default=5)
+    g.add_argument("--checkpoint-every", type=int, default=10)
+    g.add_argument("--stop-after", type=int, default=0,
+                   help="end this call after N more units, resumable (0: no limit)")
+    g.add_argument("--unroll", type=int, default=1,
+                   help="training steps per iteration of the compiled loop (lax.scan)")
 
 
 def parse_args(argv=None):
@@ -383,11 +277,16 @@ def parse_args(argv=None):
     c.add_argument("--variants", default="baseline,basis")
     c.add_argument("--depth", type=int, default=56, help="ResNet depth (56: the paper's)")
     c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--eval-batch-size", type=int, default=500)
     c.add_argument("--lr", type=float, default=0.1)
     c.add_argument("--weight-decay", type=float, default=1e-4)
-    c.add_argument("--eval-every", type=int, default=5)
-    c.add_argument("--max-epochs", type=int, default=400)
-    c.add_argument("--train-subset", type=int, default=0)
+    c.add_argument("--train-subset", type=int, default=0, help="0: all training images")
+    c.add_argument("--test-subset", type=int, default=0, help="0: all test images")
+    c.add_argument("--dtype-policy", default="float32",
+                   choices=("float32", "mixed_bfloat16"),
+                   help="Keras dtype policy (float32: as the authors)")
+    _common(c, AUTHORS_CIFAR_MILESTONES, "fractions of the epochs (< 1) or epoch numbers; "
+            "default: the authors' 250,325 of 400")
     s = sub.add_parser("sr", help="EDSR-8-128 x4 baseline vs Basis-128-27/40")
     s.add_argument("--train-dir", required=True, help="HR images (or a DIV2K root)")
     s.add_argument("--presets", default="edsr-8-128,edsr-8-128-basis-128-27+authors,"
@@ -396,26 +295,43 @@ def parse_args(argv=None):
     s.add_argument("--patch-size", type=int, default=48)
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--lr", type=float, default=1e-4)
-    s.add_argument("--unit-steps", type=int, default=500, help="steps between log lines")
-    s.add_argument("--max-units", type=int, default=600)
-    for q in (c, s):
-        q.add_argument("--out", required=True)
-        q.add_argument("--budget", type=float, required=True,
-                       help="seconds from start to the end of training")
-        q.add_argument("--seed", type=int, default=0)
+    s.add_argument("--unit-steps", type=int, default=500,
+                   help="steps per compiled call (a unit; --epochs counts units)")
+    _common(s, "0.6667", "fractions of the units (< 1) or unit numbers")
     args = p.parse_args(argv)
     for key in ("variants", "presets"):
         if hasattr(args, key):
             setattr(args, key, [v for v in getattr(args, key).split(",") if v])
+    if args.smoke:  # the same code path at CPU size (flags given explicitly still win)
+        smoke = ({"depth": 8, "batch_size": 16, "train_subset": 256, "test_subset": 200,
+                  "eval_batch_size": 100} if args.task == "cifar" else
+                 {"unit_steps": 2, "batch_size": 2, "patch_size": 12})
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv or sys.argv)
+                 if a.startswith("--")}
+        for k, v in smoke.items():
+            if k not in given:
+                setattr(args, k, v)
+        if not args.epochs:
+            args.epochs = 2
+    for name in ("epochs", "stop_after"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0 "
+                    f"(received {getattr(args, name)})")
+    for name in ("max_epochs", "eval_every", "checkpoint_every", "batch_size", "unroll"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1 "
+                    f"(received {getattr(args, name)})")
     return args
 
 
 def main(argv=None):
+    global T0
+    T0 = time.time()
     args = parse_args(argv)
     import jax
 
     log(f"backend {os.environ['KERAS_BACKEND']}, devices {jax.devices()}")
-    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (run_cifar if args.task == "cifar" else run_sr)(args)
 
 
