@@ -139,7 +139,7 @@ def interleaved(paths, threads, runs, rounds, warmup):
 
 
 # ------------------------------------------------------- per-layer profile
-def layer_profile(precisions, out, keep_prelu=False, threads=1, runs=5):
+def layer_profile(precisions, out_dir, keep_prelu=False, threads=1, runs=5):
     """Latency of each layer of one SR residual block as a one-layer file.
 
     SRResNet's basis blocks put BN -> PReLU between the basis and the 1x1
@@ -183,7 +183,7 @@ def layer_profile(precisions, out, keep_prelu=False, threads=1, runs=5):
             x = keras.Input(shape)
             model = keras.Model(x, factory()(x))
             calib = rng.standard_normal((2,) + shape).astype("float32")
-            path = out / "layer.tflite"
+            path = out_dir / "layer.tflite"
             keras_basis.export_tflite(model, path, quantize=quantize, int8_io=bool(quantize),
                                       representative_dataset=calib, calibration_steps=2,
                                       prelu_to_leaky_relu=not keep_prelu)
