@@ -14,12 +14,32 @@ import warnings
 
 import numpy as np
 
-__all__ = ["calibration_samples", "check_model", "convert", "input_shapes"]
+from keras_basis._checks import check_finite
+
+__all__ = [
+    "calibration_samples", "check_backend", "check_int8", "check_model", "convert",
+    "input_shapes",
+]
+
+
+def check_backend():
+    """TFLite conversion traces TensorFlow graphs: Keras must run on TensorFlow."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            "TFLite export needs the TensorFlow backend of Keras (the converter traces "
+            f"TensorFlow graphs); Keras runs on the {backend!r} backend. Expected "
+            "KERAS_BACKEND=tensorflow: save the model (model.save('m.keras')) and export "
+            "it from a process started with KERAS_BACKEND=tensorflow."
+        )
 
 
 def check_model(model):
     import keras
 
+    check_backend()
     if not isinstance(model, keras.Model):
         raise TypeError(
             "Invalid type for argument `model`. Expected a keras.Model. "
@@ -95,14 +115,20 @@ def calibration_samples(data, shapes, steps):
             f"representative_dataset of type {type(data).__name__}."
         )
     count = 0
-    for item in source:
+    for index, item in enumerate(source):
         if isinstance(item, dict):
             item = list(item.values())
         if isinstance(item, (list, tuple)):
             item = list(item)[:n_inputs] if n_inputs > 1 else [item[0]]
         else:
             item = [item]
-        item = [np.asarray(a, dtype=np.float32) for a in item]
+        # Checked as drawn (a generator is never materialised): NaN or inf makes
+        # the converter drop int8 quantization silently and write a float file.
+        item = [
+            check_finite("representative_dataset", np.asarray(a, dtype=np.float32),
+                         f"element {index}" + (f", input {j}" if n_inputs > 1 else ""))
+            for j, a in enumerate(item)
+        ]
         for a, s in zip(item, shapes):
             if a.ndim == len(s) - 1:
                 continue
@@ -162,7 +188,38 @@ def convert(model, shapes, quantize, representative_dataset, int8_io, steps):
     concrete = fn.get_concrete_function(*specs)
     with _quiet_absl():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        return _configure_and_convert(converter, model.name, quantize, samples, int8_io)
+        content = _configure_and_convert(converter, model.name, quantize, samples, int8_io)
+    if quantize == "int8":
+        check_int8(content, model.name)
+    return content
+
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+def check_int8(content, name):
+    """Raise unless every weighted op of ``content`` (TFLite bytes) has int8 weights.
+
+    The converter can fall back to float kernels without an error (e.g. when
+    calibration statistics are unusable); a file asked for as int8 must be
+    int8.
+    """
+    from keras_basis import tflite
+
+    floats = [
+        f"{op['op']} ({op['inputs'][1]['name']}: {op['inputs'][1]['dtype']})"
+        for op in tflite._read_ops(content, tflite._schema(tensorflow_fallback=True))
+        if op["op"] in WEIGHTED_OPS and len(op["inputs"]) > 1
+        and op["inputs"][1]["dtype"] != "INT8"
+    ]
+    if floats:
+        raise RuntimeError(
+            f"TFLite conversion of model '{name}' with quantize='int8' did not quantize "
+            f"{len(floats)} weighted op(s) to int8: {', '.join(floats[:4])}"
+            f"{' ...' if len(floats) > 4 else ''}. Expected int8 weights everywhere; "
+            "no file is written. Check that `representative_dataset` is preprocessed "
+            "like the model's inputs."
+        )
 
 
 @contextlib.contextmanager

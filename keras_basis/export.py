@@ -76,6 +76,13 @@ def _narrow_calls(layer, owner):
     )
 
 
+def _is_reduced_precision(layer):
+    """Whether ``layer`` computes or stores in float16/bfloat16 (mixed precision)."""
+    policy = getattr(layer, "dtype_policy", None)
+    dtypes = {getattr(policy, "compute_dtype", None), getattr(policy, "variable_dtype", None)}
+    return bool(dtypes & {"float16", "bfloat16"})
+
+
 def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
     """``model``, or a copy whose layers compute the same in an export-friendly way.
 
@@ -87,21 +94,30 @@ def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
     * Every BasisConv2D called on fewer channels than its depth gets
       ``narrow_inputs`` (``"pad"``: the file stores the basis once; ``"slice"``:
       one constant per distinct slice).
+    * Every layer under a float16/bfloat16 policy (``mixed_float16``,
+      ``mixed_bfloat16``) is copied under ``"float32"`` with the same
+      weights (mixed-precision variables are float32 already): the builtin
+      TFLite kernels are float32 (or int8), and the float32 file computes
+      what the model computes, without the float16 rounding.
     """
     prelus = {id(ly) for ly, _ in graph.walk(model)
               if prelu_to_leaky_relu and _is_scalar_prelu(ly)}
     narrow = {id(ly) for ly, ow in graph.walk(model)
               if _narrow_calls(ly, ow) and ly.narrow_inputs != narrow_inputs}
-    if not prelus and not narrow:
+    low = {id(ly) for ly, _ in graph.walk(model) if _is_reduced_precision(ly)}
+    if not prelus and not narrow and not low:
         return model
 
-    def set_narrow_inputs(config):
-        config["narrow_inputs"] = narrow_inputs
+    def edit(config, layer):
+        if id(layer) in narrow:
+            config["narrow_inputs"] = narrow_inputs
+        if id(layer) in low:
+            config["dtype"] = "float32"
         return config
 
     def layer_fn(layer):
-        if id(layer) in narrow:
-            return clone.copy_layer(layer, set_narrow_inputs)
+        if id(layer) in narrow or (id(layer) in low and id(layer) not in prelus):
+            return clone.copy_layer(layer, lambda config: edit(config, layer))
         if id(layer) not in prelus:
             return None  # plain copy with the same weights
         alpha = float(np.asarray(keras.ops.convert_to_numpy(layer.alpha)).reshape(()))
@@ -146,6 +162,14 @@ def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_thre
         names = [row["coefficients"] for row in plan if row["fold"]]
     else:
         names = list(fold)
+        known = sorted(pair.name for pair in basis_pairs(model))
+        unknown = [nm for nm in names if nm not in known]
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `fold`: {unknown[0]!r} is not the coefficient "
+                f"layer of a basis pair of model '{model.name}'. Expected names from "
+                f"{known!r}. Received fold={fold!r}."
+            )
     if not names:
         return model
     return decompress(model, layers=names)
@@ -166,6 +190,7 @@ def export_tflite(
     fold_threads=1,
     prelu_to_leaky_relu=True,
     sliced_bases="pad",
+    return_content=False,
 ):
     """Convert a Keras model (basis layers included) to a ``.tflite`` file.
 
@@ -217,13 +242,28 @@ def export_tflite(
             TFLite stores as one more constant per distinct slice (fewer MACs,
             larger file; a warning says how many).
 
+        return_content: also return the bytes written (default False). Verify
+            and measure those (``keras_basis.tflite.compare_with_keras``
+            accepts bytes; ``len(content)`` is the size), not the file at
+            ``path``, which a concurrent export to the same path may have
+            replaced since.
+
     Returns:
-        ``pathlib.Path`` of the written file.
+        ``pathlib.Path`` of the written file; with ``return_content=True``
+        the pair ``(path, content)``.
 
     Raises:
         ValueError: bad arguments, e.g. ``quantize="int8"`` without
-            ``representative_dataset``.
-        RuntimeError: the converter failed (no file is written).
+            ``representative_dataset``, NaN or inf in
+            ``representative_dataset``, or an unknown name in ``fold``.
+        RuntimeError: the converter failed, or a ``quantize="int8"`` file
+            came out with float weights (no file is written), or Keras does
+            not run on TensorFlow (the converter traces TensorFlow graphs).
+        OSError: the file could not be written (the message names ``path``;
+            an existing file is left as it was).
+
+    Models under a mixed-precision policy (``mixed_float16``) are exported in
+    float32 (copied under the float32 policy with the same weights).
 
     Example:
 
@@ -269,4 +309,4 @@ def export_tflite(
         model, shapes, quantize, representative_dataset, int8_io, calibration_steps
     )
     fileio.write_bytes(path, content)
-    return path
+    return (path, content) if return_content else path

@@ -5,14 +5,18 @@ A file is written to a collision-free temporary name in the target's folder
 the usual permissions (0666 minus the umask, not mkstemp's 0600) and moved onto
 the target with ``os.replace``. A failure at any point leaves the target as it
 was and removes the temporary file. Temporary names start with ``.`` + the
-target's name + ``.kbtmp-`` and keep its suffix; ``clean_stale_temps`` removes ones left by
-a killed process (older than an hour, so a concurrent writer is never touched).
+target's name + ``.kbtmp-``, then the writer's host tag and process id, and keep its
+suffix; ``clean_stale_temps`` removes ones left by a killed process: at once when
+that process was on this host and is gone, else once older than an hour (so a
+live concurrent writer is never touched).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
+import socket
 import tempfile
 import time
 
@@ -22,15 +26,42 @@ TEMP_MARK = ".kbtmp-"
 STALE_AFTER_S = 3600.0
 
 
+def _host_tag():
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
 def _temp_prefix(path):
     return f".{path.name}{TEMP_MARK}"
+
+
+def _own_prefix(path):
+    """Temp prefix of this process: target, mark, host tag and pid."""
+    return f"{_temp_prefix(path)}{_host_tag()}-{os.getpid()}-"
+
+
+def _writer_gone(tmp, path):
+    """Whether ``tmp`` was made by a process of this host that no longer exists."""
+    rest = tmp.name[len(_temp_prefix(path)):].split("-")
+    if len(rest) < 3 or rest[0] != _host_tag() or not rest[1].isdigit():
+        return False  # another host, or an older name: only the age rule applies
+    pid = int(rest[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: the process exists
+        return False
+    return False
 
 
 def clean_stale_temps(path, older_than_s=STALE_AFTER_S):
     """Remove temp files of ``path`` left by killed writers; returns their paths.
 
-    Only files named like this module's temporaries for this target and older
-    than ``older_than_s`` seconds are removed.
+    Only files named like this module's temporaries for this target are
+    removed: those whose writer (named in the temp name) ran on this host and
+    no longer exists, and any older than ``older_than_s`` seconds.
     """
     path = pathlib.Path(path)
     removed = []
@@ -42,7 +73,7 @@ def clean_stale_temps(path, older_than_s=STALE_AFTER_S):
     now = time.time()
     for tmp in candidates:
         try:
-            if now - tmp.stat().st_mtime > older_than_s:
+            if _writer_gone(tmp, path) or now - tmp.stat().st_mtime > older_than_s:
                 tmp.unlink()
                 removed.append(tmp)
         except OSError:
@@ -83,7 +114,7 @@ def atomic_write(path, write):
     clean_stale_temps(path)
     folder = path.parent if str(path.parent) else pathlib.Path(".")
     # The suffix is kept: writers such as model.save insist on it.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_own_prefix(path), suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)

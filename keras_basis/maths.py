@@ -33,6 +33,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from keras_basis._checks import check_finite
+
 __all__ = [
     "Decomposition",
     "split_matrix",
@@ -84,7 +86,7 @@ def _check_int(name, value, minimum=1):
 
 
 def _check_kernel(kernel):
-    kernel = np.asarray(kernel)
+    kernel = check_finite("kernel", kernel)
     if kernel.ndim != 4:
         raise ValueError(
             "Invalid value for argument `kernel`. Expected a 4D array of shape "
@@ -286,8 +288,8 @@ def reconstruct(basis, coefficients, channels=None):
             when smaller than the basis depth (``s = 1``, sliced sharing) the
             first ``c`` basis channels are used.
     """
-    basis = np.asarray(basis)
-    coefficients = np.asarray(coefficients)
+    basis = check_finite("basis", basis)
+    coefficients = check_finite("coefficients", coefficients)
     if coefficients.ndim == 4:
         coefficients = coefficients.reshape(coefficients.shape[-2:])
     if basis.ndim != 4 or coefficients.ndim != 2:
@@ -437,7 +439,8 @@ def rank_for_energy(singular_values, fraction):
             "Invalid value for argument `fraction`. Expected 0 < fraction <= 1. "
             f"Received fraction={fraction}."
         )
-    sv = np.asarray(singular_values, dtype=np.float64).reshape(-1)
+    sv = check_finite("singular_values", np.asarray(singular_values, dtype=np.float64))
+    sv = sv.reshape(-1)
     if sv.size == 0:
         raise ValueError(
             "Invalid value for argument `singular_values`. Expected at least one value. "

@@ -10,7 +10,8 @@ Helpers around ``ai_edge_litert`` (imported lazily; install with
 - ``benchmark_tflite``: batch latency, median and p90 after warm-up, by thread
   count, XNNPACK on or off.
 
-This module works on files only: it imports nothing else of keras-basis.
+This module works on files only: it imports nothing else of keras-basis (so
+its finite check mirrors ``keras_basis._checks``, message for message).
 The per-pair fold-back timing, which builds and converts Keras models, is
 ``keras_basis.export.fold_plan``.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import os
+import struct
 import time
 
 import numpy as np
@@ -45,11 +47,15 @@ def _litert():
     return interpreter
 
 
-def _schema():
+def _schema(tensorflow_fallback=False):
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
+        if not tensorflow_fallback:
+            raise ImportError(_INSTALL_HINT) from err
+        # The same generated flatbuffer reader ships with TensorFlow (export's
+        # int8 check runs where TensorFlow is and LiteRT may not be).
+        from tensorflow.lite.python import schema_py_generated
     return schema_py_generated
 
 
@@ -71,7 +77,28 @@ def _content(model_file):
     )
 
 
-def _interpreter(model_file, threads=None, xnnpack=True):
+def _describe(model_file, content):
+    if isinstance(model_file, (str, os.PathLike)):
+        return f"model_file='{os.fspath(model_file)}' ({len(content)} bytes)"
+    return f"model_file=<{len(content)} bytes>"
+
+
+def _invalid_file(model_file, content, err):
+    return ValueError(
+        "Invalid value for argument `model_file`: not a readable .tflite file (truncated "
+        f"or not a TFLite flatbuffer: {err}). Expected a complete .tflite file. "
+        f"Received {_describe(model_file, content)}."
+    )
+
+
+def _check_flatbuffer(model_file, content):
+    """Cheap sanity check: the TFLite file identifier ``TFL3`` at bytes 4..8."""
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise _invalid_file(model_file, content, "no 'TFL3' identifier")
+    return content
+
+
+def _interpreter(model_file, threads=None, xnnpack=True, content=None):
     lite = _litert()
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
@@ -85,11 +112,15 @@ def _interpreter(model_file, threads=None, xnnpack=True):
         if xnnpack
         else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
-    return lite.Interpreter(
-        model_content=_content(model_file),
-        num_threads=threads,
-        experimental_op_resolver_type=resolver,
-    )
+    content = _check_flatbuffer(model_file, _content(model_file) if content is None else content)
+    try:
+        return lite.Interpreter(
+            model_content=content,
+            num_threads=threads,
+            experimental_op_resolver_type=resolver,
+        )
+    except (ValueError, RuntimeError) as err:
+        raise _invalid_file(model_file, content, str(err).strip()) from err
 
 
 # ----------------------------------------------------------------- inspection
@@ -117,8 +148,16 @@ def tflite_ops(model_file):
     >>> [op["op"] for op in tflite_ops("/tmp/m.tflite")][:2]
     ['RESHAPE', 'TRANSPOSE']
     """
-    sch = _schema()
-    model = sch.Model.GetRootAs(_content(model_file), 0)
+    content = _check_flatbuffer(model_file, _content(model_file))
+    try:
+        return _read_ops(content)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as err:
+        raise _invalid_file(model_file, content, str(err)) from err
+
+
+def _read_ops(content, sch=None):
+    sch = sch or _schema()
+    model = sch.Model.GetRootAs(content, 0)
     op_names = _enum_names(sch.BuiltinOperator)
     type_names = _enum_names(sch.TensorType)
     codes = []
@@ -183,6 +222,37 @@ def op_histogram(model_file):
 
 
 # ------------------------------------------------------------------- running
+def _nonfinite(array):
+    """``(count, first_index, first_value)`` of NaN/inf entries, or None.
+
+    Mirrors ``keras_basis._checks.nonfinite`` (this module imports nothing
+    of keras-basis; tests/test_bad_input.py checks that the two agree).
+    """
+    a = np.asarray(array)
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return None
+    finite = np.isfinite(a)
+    if finite.all():
+        return None
+    bad = np.argwhere(~finite)
+    first = tuple(int(i) for i in bad[0])
+    return int(len(bad)), first, a[first] if first else a[()]
+
+
+def _check_finite(name, array, where=None):
+    a = np.asarray(array)
+    found = _nonfinite(a)
+    if found is None:
+        return a
+    count, first, value = found
+    context = f" ({where})" if where else ""
+    raise ValueError(
+        f"Invalid value for argument `{name}`{context}: expected finite values (no NaN "
+        f"or inf). Received {count} non-finite value(s) of {a.size}; the first is "
+        f"{value} at index {first}."
+    )
+
+
 def _as_list(inputs):
     if isinstance(inputs, (list, tuple)):
         return [np.asarray(a) for a in inputs]
@@ -227,7 +297,10 @@ def run_tflite(model_file, inputs, *, threads=None, xnnpack=True, dequantize=Tru
 
     >>> y = run_tflite("/tmp/m.tflite", x_test[:8])
     """
-    interp = _interpreter(model_file, threads, xnnpack)
+    return _run(_interpreter(model_file, threads, xnnpack), inputs, dequantize)
+
+
+def _run(interp, inputs, dequantize=True):
     in_details = interp.get_input_details()
     arrays = _as_list(inputs)
     if len(arrays) != len(in_details):
@@ -270,35 +343,65 @@ def run_tflite(model_file, inputs, *, threads=None, xnnpack=True, dequantize=Tru
 def compare_with_keras(model, model_file, inputs, *, threads=None):
     """Outputs of a ``.tflite`` file against the Keras model on the same inputs.
 
+    Verification fails loudly: NaN or inf in the inputs, in the Keras
+    outputs or in the file's outputs raises a ``ValueError`` (a file whose
+    outputs are all NaN never "matches"). To verify exactly the bytes that
+    were written (not whatever is at the path now, which a concurrent writer
+    may have replaced), pass the content returned by
+    ``export_tflite(..., return_content=True)``.
+
     Args:
         model: the ``keras.Model`` the file was exported from.
         model_file: path of the ``.tflite`` file, or its bytes.
-        inputs: an array ``(N, ...)`` (a list for several inputs).
+        inputs: a finite array ``(N, ...)`` (a list for several inputs).
         threads: interpreter threads.
 
     Returns:
         dict with ``max_abs_error``, ``max_rel_error`` (max abs error divided
         by the largest absolute Keras output, per output, worst output),
-        ``mean_abs_error`` and, for a classifier-shaped output ``(N, k)``,
-        ``top1_agreement`` (fraction of samples with the same argmax).
+        ``mean_abs_error``, ``size_bytes`` (of the file compared) and, for a
+        classifier-shaped output ``(N, k)``, ``top1_agreement`` (fraction of
+        samples with the same argmax). Every error is finite.
+
+    Raises:
+        ValueError: ``inputs`` hold NaN or inf; an output of the file or of
+            the model holds NaN or inf (the message says which, how many and
+            the first index); the file is not a readable ``.tflite``; or the
+            file and the model have different outputs.
 
     Example:
 
     >>> compare_with_keras(model, "/tmp/m.tflite", x_test[:16])["max_rel_error"]
     3.1e-07
     """
-    arrays = _as_list(inputs)
+    content = _content(model_file)
+    arrays = [
+        _check_finite("inputs", a, f"input {i}" if len(_as_list(inputs)) > 1 else None)
+        for i, a in enumerate(_as_list(inputs))
+    ]
     keras_out = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
     keras_out = [np.asarray(o) for o in (keras_out if isinstance(keras_out, (list, tuple))
                                          else [keras_out])]
-    lite_out = run_tflite(model_file, arrays if len(arrays) > 1 else arrays[0],
-                          threads=threads)
+    interp = _interpreter(model_file, threads, content=content)
+    lite_out = _run(interp, arrays if len(arrays) > 1 else arrays[0])
     lite_out = lite_out if isinstance(lite_out, list) else [lite_out]
     if len(lite_out) != len(keras_out):
         raise ValueError(
             f"The file has {len(lite_out)} output(s) and the model {len(keras_out)}; "
             "expected the file exported from this model."
         )
+    label = _describe(model_file, content)
+    for i, (k, t) in enumerate(zip(keras_out, lite_out)):
+        for side, out in ((f"the TFLite file ({label})", t), (f"Keras model '{model.name}'", k)):
+            found = _nonfinite(out)
+            if found is not None:
+                count, first, value = found
+                raise ValueError(
+                    f"Verification failed: output {i} of {side} is not finite: {count} of "
+                    f"{out.size} values are NaN or inf (the first is {value} at index "
+                    f"{first}) on {len(arrays[0])} finite input(s). Expected finite "
+                    "outputs; NaN cannot match."
+                )
     abs_err, rel_err, mean_err, top1 = 0.0, 0.0, 0.0, None
     for k, t in zip(keras_out, lite_out):
         t = t.reshape(k.shape)
@@ -308,7 +411,8 @@ def compare_with_keras(model, model_file, inputs, *, threads=None):
         mean_err = max(mean_err, float(diff.mean()))
         if k.ndim == 2 and k.shape[1] > 1 and top1 is None:
             top1 = float(np.mean(k.argmax(1) == t.argmax(1)))
-    result = {"max_abs_error": abs_err, "max_rel_error": rel_err, "mean_abs_error": mean_err}
+    result = {"max_abs_error": abs_err, "max_rel_error": rel_err,
+              "mean_abs_error": mean_err, "size_bytes": len(content)}
     if top1 is not None:
         result["top1_agreement"] = top1
     return result
@@ -343,7 +447,7 @@ def benchmark_tflite(model_file, *, threads=1, xnnpack=True, runs=50, warmup=5, 
                 f"Received {name}={value!r}."
             )
     content = _content(model_file)
-    interp = _interpreter(content, threads, xnnpack)
+    interp = _interpreter(model_file, threads, xnnpack, content=content)
     interp.allocate_tensors()
     details = interp.get_input_details()
     rng = np.random.default_rng(0)

@@ -176,7 +176,20 @@ def compress(
             "inputs (an array or an iterable of batches). Received calibration_data=None."
         )
 
+    if init == "data":  # materialised and checked (finite) before any work
+        calibration_data = calibrate.batches(calibration_data)
+
     groups, skipped = budget.plan_groups(model, num_basis, splits, ratio, layers, share, allocation)
+    if not groups:
+        reasons = "; ".join(f"{nm}: {why}" for nm, why in skipped[:8]) or (
+            "it has no Conv2D layer (Dense, depthwise and other layers are never compressed)"
+        )
+        warnings.warn(
+            f"compress: nothing was compressed in model '{model.name}': the copy equals "
+            f"the original. Why: {reasons}{' ...' if len(skipped) > 8 else ''}.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     progbar = keras.utils.Progbar(len(groups), verbose=1 if verbose else 0,
                                   unit_name="layer") if groups else None

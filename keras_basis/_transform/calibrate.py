@@ -14,20 +14,26 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_basis._checks import check_finite
 from keras_basis._transform import graph
 
 RIDGE = 1e-5  # relative to the mean diagonal of Z^T Z
 
 
 def batches(data, batch_size=32):
-    """Calibration inputs as a list of NumPy batches."""
+    """Calibration inputs as a list of finite NumPy batches.
+
+    Raises:
+        ValueError: a batch holds NaN or inf (the least-squares refit would
+            turn it into NaN weights), or ``data`` yields nothing.
+    """
     if hasattr(data, "shape") and not isinstance(data, (list, tuple)):
-        arr = np.asarray(data)
+        arr = check_finite("calibration_data", data)
         return [arr[i:i + batch_size] for i in range(0, len(arr), batch_size)]
     out = []
-    for item in data:
+    for i, item in enumerate(data):
         x = item[0] if isinstance(item, (list, tuple)) else item
-        out.append(np.asarray(x))
+        out.append(check_finite("calibration_data", x, f"batch {i}"))
     if not out:
         raise ValueError(
             "Invalid value for argument `calibration_data`: it yielded no batch. "
