@@ -109,3 +109,58 @@ def test_oserror_without_errno_keeps_its_message(tmp_path):
 
     with pytest.raises(OSError, match=r"disk full \(writing .*x\.bin\)"):
         fileio.atomic_write(tmp_path / "x.bin", write)
+
+
+WRITER = """
+import os, signal, sys, time
+from keras_basis import fileio
+
+def write(tmp):
+    with open(tmp, "wb") as f:
+        f.write(b"partial")
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # as by kill -9, mid-write
+    print("writing", flush=True)
+    time.sleep(60)  # a live writer, still busy
+
+fileio.atomic_write(sys.argv[1], write)
+"""
+
+
+def _temps(folder):
+    return [p for p in _names(folder) if fileio.TEMP_MARK in p]
+
+
+def test_temp_of_a_killed_writer_is_cleaned_at_once(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "m.tflite"
+    done = subprocess.run([sys.executable, "-c", WRITER, str(target), "kill"])
+    assert done.returncode == -signal.SIGKILL
+    left = _temps(tmp_path)
+    assert len(left) == 1  # fresh (seconds old): the age rule alone would keep it
+    assert fileio.clean_stale_temps(target) == [tmp_path / left[0]]
+    assert _names(tmp_path) == []
+
+
+def test_temp_of_a_live_writer_is_kept(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "m.tflite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), "live"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        live = _temps(tmp_path)
+        assert len(live) == 1
+        foreign = tmp_path / f".m.tflite{fileio.TEMP_MARK}otherhost-1-xyz.tflite"
+        foreign.write_bytes(b"another machine's writer")
+        fileio.write_bytes(target, b"ours")
+        assert sorted(_temps(tmp_path)) == sorted(live + [foreign.name])
+        assert target.read_bytes() == b"ours"
+    finally:
+        proc.kill()
+        proc.wait()
