@@ -52,11 +52,17 @@ def _resnet56_baseline_reference():
 def test_resnet56_baseline_counts_match_hand_count_and_paper():
     params, macs = _resnet56_baseline_reference()
     counts = count_model(resnet56())
-    assert counts["params"] == params == 848_954
+    assert counts["params"] == params + 16 == 848_970  # + the authors' first-conv bias
     assert counts["macs"] == macs
     assert abs(counts["params"] - 849_000) / 849_000 < 0.03
     # Keras' own count = ours + BatchNorm gamma/beta (trainable) + mean/var.
-    assert resnet56().count_params() == params + 2 * counts["bn"]
+    assert resnet56().count_params() == counts["params"] + 2 * counts["bn"]
+
+
+def _calls(model, name):
+    """How many times the layer ``name`` is called in ``model`` (from its public config)."""
+    (layer,) = [la for la in model.get_config()["layers"] if la["name"] == name]
+    return len(layer["inbound_nodes"])
 
 
 def test_resnet56_basis_table8_count_and_sharing():
@@ -65,25 +71,29 @@ def test_resnet56_basis_table8_count_and_sharing():
     assert [b.name for b in bases] == ["stage1_basis", "stage2_basis", "stage3_basis"]
     assert [(b.num_basis, b.depth) for b in bases] == [(24, 16), (48, 32), (84, 64)]
     # stage 1 serves its 18 convs + the stride-2 first conv of stage 2, etc.
-    assert [len(b._inbound_nodes) for b in bases] == [19, 18, 17]
+    assert [_calls(model, b.name) for b in bases] == [19, 18, 17]
     first2 = model.get_layer("stage2_block1_conv1_coef").input
     assert first2.shape[1:] == (16, 16, 24)  # stride 2 through the stage-1 basis
     ref = (9 * (16 * 24 + 32 * 48 + 64 * 84)  # the three bases
            + 18 * 24 * 16 + 24 * 32 + 17 * 48 * 32 + 48 * 64 + 17 * 84 * 64  # coefficients
            + 432 + 650)  # first conv, classifier
-    assert count_model(model)["params"] == ref == 195_002
+    assert _weights_without_biases(model) + 10 == ref == 195_002  # paper's table: 186k
+    # the authors' biases: first conv, each call's basis bias (m), the 1x1 coefficients
+    biases = 16 + (19 * 24 + 18 * 48 + 17 * 84) + 18 * (16 + 32 + 64)
+    assert count_model(model)["params"] == ref + biases == 199_782
 
 
 def test_densenet_m36t6_reproduces_paper_331k():
     model = densenet40("basis", config="M36T6")
     shared = model.get_layer("shared_basis")
-    assert (shared.num_basis, shared.depth, len(shared._inbound_nodes)) == (36, 444, 36)
+    assert (shared.num_basis, shared.depth, _calls(model, shared.name)) == (36, 444, 36)
     ref = (36 * 444 * 9 + 36 * (36 * 12 * 9)  # basis + 36 3x3 convs m -> 12
            + 2 * (168 * 28) + 2 * (312 * 52)  # transitions c -> c/6 -> c
            + 3 * 24 * 9 + 456 * 10 + 10)
-    counts = count_model(model)
-    assert counts["params"] == ref == 330_898
-    assert abs(counts["params"] - 331_000) / 331_000 < 0.001
+    assert _weights_without_biases(model) + 10 == ref == 330_898
+    assert abs(ref - 331_000) / 331_000 < 0.001
+    biases = 36 * 36 + 36 * 12  # each call's basis bias (m), the convs to 12 channels
+    assert count_model(model)["params"] == ref + biases == 332_626
     base = count_model(densenet40())["params"]
     assert abs(base - 1_041_000) / 1_041_000 < 0.03
 
@@ -94,7 +104,7 @@ def test_vgg16_baseline_and_basis_match_paper():
     model = vgg16("basis")
     bases = [layer for layer in model.layers if isinstance(layer, BasisConv2D)]
     assert len(bases) == 10 and all(b.num_basis == 128 and b.depth == 128 for b in bases)
-    assert count_model(model)["params"] == 3_214_026  # paper: 3.21M
+    assert _weights_without_biases(model) + 10 == 3_214_026  # paper: 3.21M
     assert isinstance(model.get_layer("block2_conv1"), keras.layers.Conv2D)  # kept
 
 
