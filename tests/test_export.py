@@ -454,3 +454,45 @@ def test_compressed_applications_export(family, tmp_path):
     for op in _builtin_only(q):
         if op["op"] in CONV_OPS:
             assert op["inputs"][0]["dtype"] == "INT8" and op["inputs"][1]["dtype"] == "INT8", op
+
+
+# ------------------------------------------------------- mixed precision
+def _policy_net(policy):
+    """The same small CNN under a dtype policy (weights set by the caller)."""
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = keras.Input((12, 12, 3))
+        y = keras.layers.Conv2D(16, 3, padding="same", name="c1")(x)
+        y = keras.layers.BatchNormalization(name="bn")(y)
+        y = keras.layers.ReLU()(y)
+        y = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu",
+                                name="c2")(y)
+        y = keras.layers.GlobalAveragePooling2D()(y)
+        y = keras.layers.Dense(10, name="head")(y)
+        y = keras.layers.Activation("softmax", dtype="float32")(y)
+        return keras.Model(x, y, name=f"net_{policy}")
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+def test_mixed_float16_models_export_as_float32(tmp_path):
+    """Mixed-precision models (original and compressed) export; the file computes
+    what the float32 model with the same weights computes."""
+    keras.utils.set_random_seed(0)
+    f32 = _policy_net("float32")
+    mixed = _policy_net("mixed_float16")
+    mixed.set_weights(f32.get_weights())
+    assert mixed.get_layer("c1").compute_dtype == "float16"
+    x = _inputs(n=4, size=12, channels=3)
+    pairs = [(mixed, f32),
+             (keras_basis.compress(mixed, num_basis=5, verbose=0),
+              keras_basis.compress(f32, num_basis=5, verbose=0))]
+    for i, (model, reference) in enumerate(pairs):
+        path = export_tflite(model, tmp_path / f"m{i}.tflite")
+        dtypes = {t["dtype"] for op in kt.tflite_ops(path) for t in op["inputs"] + op["outputs"]}
+        assert "FLOAT16" not in dtypes, dtypes
+        y = kt.run_tflite(path, x)
+        np.testing.assert_allclose(y, keras.ops.convert_to_numpy(reference(x)), rtol=1e-5,
+                                   atol=1e-6)
+        assert model.get_layer("c1").compute_dtype == "float16"  # caller's model untouched
