@@ -2,6 +2,7 @@
 
 from keras_basis import maths, tflite
 from keras_basis._transform.macs import count_macs
+from keras_basis.basis_bias import BasisBias
 from keras_basis.export import export_tflite
 from keras_basis.layers import BasisConv2D
 from keras_basis.transform import (
@@ -17,6 +18,7 @@ from keras_basis.transform import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BasisBias",
     "BasisConv2D",
     "BasisPair",
     "basis_clone_function",

@@ -299,8 +299,9 @@ def decompress(model, layers=None):
     """Fold basis pairs back into plain Conv2D layers (exact up to float error).
 
     Each pair becomes ``keras.layers.Conv2D`` with the coefficient layer's
-    name, activation and bias, the basis call's strides/padding/dilation, and
-    kernel ``maths.reconstruct(basis, coefficients)``.
+    name and activation, the basis call's strides/padding/dilation, kernel
+    ``maths.reconstruct(basis, coefficients)`` and the pair's bias (the
+    coefficient bias plus any basis bias passed through the coefficients).
 
     Args:
         model: a built Functional or Sequential model. Never modified.
@@ -335,11 +336,10 @@ def decompress(model, layers=None):
         pairs = [pr for pr in pairs if pr.name in layers]
     fold = {}
     for pr in pairs:
-        kernel = pr.kernel()
-        bias = keras.ops.convert_to_numpy(pr.coef_layer.bias) if pr.coef_layer.use_bias else None
-        fold[id(pr.coef_layer)] = clone.Folded(clone.fold_conv(pr, kernel, bias))
+        fold[id(pr.coef_layer)] = clone.Folded(clone.fold_conv(pr, pr.kernel(), pr.bias()))
     all_pairs = basis_pairs(model)
     folded_bases = {id(pr.basis_layer) for pr in pairs}
+    folded_bases |= {id(pr.bias_layer) for pr in pairs if pr.bias_layer is not None}
     kept_bases = {id(pr.basis_layer) for pr in all_pairs if id(pr.coef_layer) not in fold}
 
     def layer_fn(layer):

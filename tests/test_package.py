@@ -13,6 +13,7 @@ import keras_basis.export
 import keras_basis.transform
 
 EXPECTED_ALL = [
+    "BasisBias",
     "BasisConv2D",
     "BasisPair",
     "basis_clone_function",
@@ -27,7 +28,7 @@ EXPECTED_ALL = [
     "tflite",
     "__version__",
 ]
-CLASSES = {"BasisConv2D": keras.layers.Layer, "BasisPair": object}
+CLASSES = {"BasisBias": keras.layers.Layer, "BasisConv2D": keras.layers.Layer, "BasisPair": object}
 MODULES = {"maths", "tflite"}
 
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_basis._transform import graph
+from keras_basis.basis_bias import BasisBias
 from keras_basis.layers import BasisConv2D
 
 
@@ -95,6 +96,10 @@ class Cloner:
         out = op(*args, **kwargs)
         if isinstance(op, BasisConv2D):
             self.outputs[id(out)] = args[0]
+        elif isinstance(op, BasisBias) and id(args[0]) in self.outputs:
+            # basis -> BasisBias -> coefficients is one pair: a folded
+            # coefficient conv reads the basis input through the bias too.
+            self.outputs[id(out)] = self.outputs[id(args[0])]
         return out
 
     # -------------------------------------------------------------- private
@@ -173,17 +178,17 @@ def build_coef_layer(original, sm, coefficients, bias):
 
 
 def fold_conv(pair, kernel, bias):
-    """A plain Conv2D equivalent to ``pair`` (a graph.BasisPair)."""
+    """A plain Conv2D equivalent to ``pair`` (a graph.BasisPair); ``bias``: (n,) or None."""
     coef = pair.coef_layer
     conv = keras.layers.Conv2D(
         pair.n, pair.kernel_size, strides=pair.strides, padding=pair.padding,
         dilation_rate=pair.dilation_rate, activation=coef.activation,
-        use_bias=coef.use_bias, bias_regularizer=coef.bias_regularizer,
+        use_bias=bias is not None, bias_regularizer=coef.bias_regularizer,
         activity_regularizer=coef.activity_regularizer, bias_constraint=coef.bias_constraint,
         name=coef.name, dtype=coef.dtype_policy, trainable=coef.trainable,
     )
     conv.build((None, None, None, pair.c))
     conv.kernel.assign(kernel.astype(conv.kernel.dtype))
-    if coef.use_bias:
-        conv.bias.assign(bias.astype(conv.bias.dtype))
+    if bias is not None:
+        conv.bias.assign(np.asarray(bias).astype(conv.bias.dtype))
     return conv

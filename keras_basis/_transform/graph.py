@@ -15,6 +15,7 @@ from typing import Optional
 
 import keras
 
+from keras_basis.basis_bias import BasisBias
 from keras_basis.layers import BasisConv2D
 
 # Internal: Keras exports no public name for the Functional class; a model is
@@ -158,6 +159,8 @@ def pair_input(pair):
     for node in inbound_nodes(pair.coef_layer):
         if node.input_tensors:
             operation, basis_node = producer_call(node.input_tensors[0])
+            if pair.bias_layer is not None and operation is pair.bias_layer:
+                operation, basis_node = producer_call(basis_node.input_tensors[0])
             if operation is pair.basis_layer:
                 return basis_node.input_tensors[0]
     raise ValueError(f"Basis pair '{pair.name}' has no call in a graph.")
@@ -203,6 +206,7 @@ class BasisPair:
             overrides of a shared basis included).
         shared_with: names of the other coefficient layers using the same basis.
         input_shape, output_shape: shapes at this site.
+        bias_layer: the ``BasisBias`` between basis and coefficients, or None.
     """
 
     basis_layer: BasisConv2D
@@ -221,6 +225,35 @@ class BasisPair:
     shared_with: tuple = ()
     input_shape: Optional[tuple] = None
     output_shape: Optional[tuple] = None
+    bias_layer: Optional[BasisBias] = None
+
+    @property
+    def has_bias(self):
+        """Whether the folded convolution has a bias (coefficient or basis bias)."""
+        return bool(
+            self.coef_layer.use_bias or self.basis_layer.use_bias or self.bias_layer is not None
+        )
+
+    def bias(self):
+        """The ``(n,)`` bias of the dense convolution this pair computes, or None.
+
+        Basis biases (``BasisConv2D(use_bias=True)`` and a ``BasisBias``) pass
+        through the linear coefficients: ``b_coef + A^T tile(b_basis, s)``.
+        """
+        if not self.has_bias:
+            return None
+        import numpy as np
+
+        coef = keras.ops.convert_to_numpy(self.coef_layer.kernel).reshape(-1, self.n)
+        total = np.zeros((self.n,), np.float64)
+        if self.coef_layer.use_bias:
+            total += keras.ops.convert_to_numpy(self.coef_layer.bias)
+        for b in (self.basis_layer.bias if self.basis_layer.use_bias else None,
+                  self.bias_layer.bias if self.bias_layer is not None else None):
+            if b is not None:
+                tiled = np.tile(keras.ops.convert_to_numpy(b).astype(np.float64), self.s)
+                total += tiled @ coef.astype(np.float64)
+        return total.astype(np.float32)
 
     def kernel(self):
         """The dense ``(kh, kw, c, n)`` kernel this pair computes (NumPy)."""
@@ -244,7 +277,7 @@ def _is_coef(layer, m_total):
     )
 
 
-def _make_pair(basis, coef, owner, kwargs, in_shape, out_shape):
+def _make_pair(basis, coef, owner, kwargs, in_shape, out_shape, bias_layer=None):
     c = int(in_shape[-1])
     s, p = basis.splits_for(c)
     strides, padding, dilation = basis.call_geometry(
@@ -266,6 +299,7 @@ def _make_pair(basis, coef, owner, kwargs, in_shape, out_shape):
         dilation_rate=dilation,
         input_shape=in_shape,
         output_shape=out_shape,
+        bias_layer=bias_layer,
     )
 
 
@@ -273,14 +307,20 @@ def _pairs_of(model):
     pairs = []
     if isinstance(model, Sequential):
         layers = model.layers
-        for a, b in zip(layers, layers[1:]):
-            if isinstance(a, BasisConv2D) and b.built:
-                in_shape, _ = io_shapes(a, model)
-                if in_shape is None:
-                    continue
-                s, _ = a.splits_for(int(in_shape[-1]))
-                if _is_coef(b, s * a.num_basis):
-                    pairs.append(_make_pair(a, b, model, {}, in_shape, io_shapes(b, model)[1]))
+        for i, a in enumerate(layers[:-1]):
+            if not isinstance(a, BasisConv2D):
+                continue
+            bias_layer = layers[i + 1] if isinstance(layers[i + 1], BasisBias) else None
+            b = layers[i + 2] if bias_layer is not None and i + 2 < len(layers) else layers[i + 1]
+            if not b.built or (bias_layer is not None and bias_layer.num_basis != a.num_basis):
+                continue
+            in_shape, _ = io_shapes(a, model)
+            if in_shape is None:
+                continue
+            s, _ = a.splits_for(int(in_shape[-1]))
+            if _is_coef(b, s * a.num_basis):
+                pairs.append(_make_pair(a, b, model, {}, in_shape, io_shapes(b, model)[1],
+                                        bias_layer))
         return pairs
     nodes = model_nodes(model)
     own = {id(n) for n in nodes}
@@ -293,6 +333,15 @@ def _pairs_of(model):
         if len(users) != 1 or any(out is o for o in model.outputs):
             continue
         coef_node = users[0]
+        bias_layer = None
+        if isinstance(coef_node.operation, BasisBias):
+            bias_layer = coef_node.operation
+            bias_out = coef_node.output_tensors[0]
+            users = consumers(coef_node, model, own)
+            if (bias_layer.num_basis != basis.num_basis or len(users) != 1
+                    or any(bias_out is o for o in model.outputs)):
+                continue
+            coef_node = users[0]
         coef = coef_node.operation
         in_shape = tuple(node.input_tensors[0].shape)
         s, _ = basis.splits_for(int(in_shape[-1]))
@@ -301,7 +350,7 @@ def _pairs_of(model):
         pairs.append(
             _make_pair(
                 basis, coef, model, dict(node.arguments.kwargs), in_shape,
-                tuple(coef_node.output_tensors[0].shape),
+                tuple(coef_node.output_tensors[0].shape), bias_layer,
             )
         )
     return pairs
@@ -311,8 +360,9 @@ def basis_pairs(model):
     """List the basis pairs of a model (nested models included).
 
     A pair is a ``BasisConv2D`` call whose only consumer is a stock 1x1
-    ``keras.layers.Conv2D`` with ``s*m`` input channels: together they compute
-    one convolution (the form :func:`keras_basis.compress` produces).
+    ``keras.layers.Conv2D`` with ``s*m`` input channels, possibly through one
+    :class:`keras_basis.BasisBias` (a per-site basis bias): together they
+    compute one convolution (the form :func:`keras_basis.compress` produces).
 
     Args:
         model: a built Functional or Sequential model.
