@@ -19,7 +19,7 @@ EXTRAS = {
 EXTRAS["test"] = sorted(
     set(EXTRAS["tflite"] + EXTRAS["tfmot"] + EXTRAS["demo"] + EXTRAS["examples"]
         + EXTRAS["jax"])
-    | {"pytest>=7", "pytest-timeout>=2"}
+    | {"pytest>=7", "pytest-timeout>=2", "keras-hub>=0.32"}
 )
 EXTRAS["all"] = sorted(set().union(*EXTRAS.values()))
 
