@@ -13,7 +13,7 @@ maps every weight and writes a ``.keras`` file atomically::
 
 ``--tflite`` writes the float32 TFLite file too (``keras_basis.export_tflite``; SR
 networks at ``--input-shape``, default 96,96). ``keras-basis export`` on the ``.keras``
-file needs the examples' custom layers (``BiasAdd``, ``PixelShuffle``, ``MeanShift``)
+file needs the examples' custom layers (``PixelShuffle``, ``MeanShift``)
 registered, i.e. ``import examples.cifar10.models, examples.div2k.models`` first, which
 the CLI does not do.
 

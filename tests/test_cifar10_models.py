@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from examples.cifar10.common import BiasAdd, GroupConv2D, conv, count_model, shortcut_a
+from examples.cifar10.common import GroupConv2D, conv, count_model, shortcut_a
 from examples.cifar10.models import densenet, densenet40, resnet20, resnet56, vgg16
 from examples.div2k import models as sr
-from keras_basis import BasisConv2D
+from keras_basis import BasisBias, BasisConv2D
 
 
 def _stride2_torch(x, w):
@@ -84,16 +84,16 @@ def test_shortcut_a_is_average_pooling_and_centred_zero_channels(rng):
 
 def test_stage_shared_basis_has_a_bias_per_site(rng):
     model = resnet20("basis")
-    biases = [la for la in model.layers if isinstance(la, BiasAdd)]
+    biases = [la for la in model.layers if isinstance(la, BasisBias)]
     assert len(biases) == 18  # one per basis conv
     assert model.get_layer("stage2_block1_conv1_basis_bias").get_weights()[0].shape == (24,)
-    layer = BiasAdd(3, name="b")
+    layer = BasisBias(3, name="b")
     x = rng.standard_normal((1, 2, 2, 6)).astype("float32")
     layer.build(x.shape)
     layer.set_weights([np.array([1.0, 2.0, 3.0], "float32")])
     np.testing.assert_allclose(layer(x), x + np.array([1, 2, 3, 1, 2, 3], "float32"))
-    with pytest.raises(ValueError, match=r"'b2' with period=4 .*Received an input with c=6"):
-        BiasAdd(4, name="b2")(x)
+    with pytest.raises(ValueError, match=r"'b2' has num_basis=4; .*multiple of 4"):
+        BasisBias(4, name="b2")(x)
 
 
 def test_srresnet_shares_one_prelu_unless_asked():

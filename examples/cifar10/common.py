@@ -26,7 +26,6 @@ __all__ = [
     "BN_MOMENTUM",
     "CIFAR_MEAN",
     "CIFAR_STD",
-    "BiasAdd",
     "GroupConv2D",
     "batch_norm",
     "bn_relu",
@@ -173,63 +172,6 @@ def shortcut_a(x, out_channels, strides, name):
         x = keras.layers.ZeroPadding3D(((0, 0), (0, 0), (lo, extra - lo)), name=f"{name}_pad")(x)
         x = keras.layers.Reshape((h, w, out_channels), name=f"{name}_squeeze")(x)
     return x
-
-
-@keras.saving.register_keras_serializable(package="keras_basis_examples")
-class BiasAdd(keras.layers.Layer):
-    """Adds a learned bias per channel, or per basis filter (the authors' ``basis_bias``).
-
-    The authors give every basis conv its own bias even where the basis itself is shared
-    (ResNet-56 stage bases, DenseNet's network-wide basis, Basis-S): a shared
-    ``BasisConv2D(use_bias=False)`` followed by one ``BiasAdd(period=num_basis)`` per call
-    site. With ``s`` splits the responses are split-major (channel ``g * m + j``) and the
-    same ``m`` biases apply to every split, as the authors' ``F.conv2d(xi, basis,
-    basis_bias)`` per split.
-
-    Args:
-        period: number of bias values ``m``; the input's channels must be a multiple of
-            it (default: one bias per input channel).
-        bias_initializer: initializer of the bias (default zeros, as the authors).
-
-    Example:
-
-    >>> y = BiasAdd(period=24, name="b")(keras.Input((8, 8, 48)))   # 24 weights, 2 splits
-    """
-
-    def __init__(self, period=None, bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
-        if period is not None and (isinstance(period, bool) or not isinstance(period, int)
-                                   or period < 1):
-            raise ValueError(
-                f"Invalid value for argument `period` of layer '{self.name}'. Expected a "
-                f"positive int or None. Received period={period!r}."
-            )
-        self.period = period
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-
-    def build(self, input_shape):
-        c = int(input_shape[-1])
-        n = self.period or c
-        if c % n:
-            raise ValueError(
-                f"Layer '{self.name}' with period={n} needs input channels divisible by "
-                f"it. Received an input with c={c} channels."
-            )
-        self.repeats = c // n
-        self.bias = self.add_weight(name="bias", shape=(n,), initializer=self.bias_initializer)
-
-    def call(self, x):
-        bias = ops.cast(self.bias, x.dtype)
-        if self.repeats > 1:
-            bias = ops.tile(bias, [self.repeats])
-        return x + bias
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "period": self.period,
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer)}
 
 
 @keras.saving.register_keras_serializable(package="keras_basis_examples")

@@ -7,7 +7,7 @@ BN -> ReLU -> 1x1 conv (c -> c) -> 2x2 average pooling. Variants (authors'
 
 - ``"basis"``: one network-wide ``BasisConv2D`` of depth 444 (the widest input); a
   layer with c inputs uses its first c channels (Fig. 3). Dense layer: BN -> ReLU ->
-  basis (+ its own bias, ``BiasAdd``) -> BN -> ReLU -> conv (+ bias) to 12 channels.
+  basis (+ its own bias, ``keras_basis.BasisBias``) -> BN -> ReLU -> conv (+ bias) to 12 channels.
   The authors' script leaves that conv at 3x3 (``--k_size2`` defaults to 3) and this
   reproduces the paper's 331k for M36T6 (332,626 with the biases), so
   ``coef_kernel=3`` is the default; ``coef_kernel=1`` gives the plain 1x1 coefficients.
@@ -29,7 +29,6 @@ import re
 import keras
 
 from examples.cifar10.common import (
-    BiasAdd,
     GroupConv2D,
     bn_relu,
     check_variant,
@@ -37,7 +36,7 @@ from examples.cifar10.common import (
     init_for,
     sic,
 )
-from keras_basis import BasisConv2D
+from keras_basis import BasisBias, BasisConv2D
 
 __all__ = ["densenet", "densenet40", "DENSENET_VARIANTS", "DENSENET_CONFIGS"]
 
@@ -130,7 +129,7 @@ def densenet(
             if variant == "baseline":
                 y = conv(y, growth, 3, f"{pre}_conv", init=init)
             elif variant == "basis":
-                y = BiasAdd(m, name=f"{pre}_basis_bias")(basis(y))
+                y = BasisBias(m, name=f"{pre}_basis_bias")(basis(y))
                 y = bn_relu(y, f"{pre}_basis")
                 y = conv(y, growth, coef_kernel, f"{pre}_coef", use_bias=True, init=init)
             elif variant == "factor":

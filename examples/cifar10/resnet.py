@@ -8,7 +8,7 @@ the first conv and the classifier are kept):
 - ``"basis"``: each conv becomes ``BasisConv2D`` (+ bias) -> 1x1 coefficients (+ bias).
   ``share="stage"`` (the paper's Table 8): one basis per stage shared by its 18 convs;
   the stride-2 first conv of stages 2 and 3 uses the previous stage's basis; every
-  call site has its own basis bias (``BiasAdd``), as the authors' ``basis_bias``.
+  call site has its own basis bias (``keras_basis.BasisBias``), as the authors' ``basis_bias``.
   ``share="layer"``: one basis per conv, ``splits`` by rule (``"auto"`` = Eq. 13,
   ``1`` = 3D low rank, ``"channel"`` = s = c) and ``num_basis`` or ``ratio``.
 - ``"factor"`` (Wang et al., ICCV-W 2017): each conv becomes two SIC layers
@@ -28,7 +28,6 @@ from __future__ import annotations
 import keras
 
 from examples.cifar10.common import (
-    BiasAdd,
     GroupConv2D,
     batch_norm,
     check_variant,
@@ -40,7 +39,7 @@ from examples.cifar10.common import (
     shortcut_a,
     sic,
 )
-from keras_basis import BasisConv2D
+from keras_basis import BasisBias, BasisConv2D
 
 __all__ = ["resnet", "resnet20", "resnet56", "RESNET_VARIANTS"]
 
@@ -144,7 +143,7 @@ def resnet(
             if bases is not None:
                 basis = bases[stage - 1] if first_of_stage and stage > 0 else bases[stage]
                 y = basis(xp, strides=strides, padding=padding)
-                y = BiasAdd(basis.num_basis, name=f"{name}_basis_bias")(y)
+                y = BasisBias(basis.num_basis, name=f"{name}_basis_bias")(y)
             else:
                 s = resolve_splits(splits, c, n)
                 m = resolve_num_basis(num_basis, ratio, c, n, s)

@@ -15,7 +15,7 @@ and 9, with the layer placement of the authors' code:
   without activation, 3x3 output conv. EDSR = 32 x 256 with ``res_scale=0.1``;
   EDSR-8-128 = 8 x 128 with ``res_scale=1``. Basis blocks: basis -> 1x1 -> ReLU ->
   basis -> 1x1; Basis-S: one basis shared by the two convolutions of a block (one
-  ``BasisConv2D`` instance called twice, each call with its own bias ``BiasAdd``).
+  ``BasisConv2D`` instance called twice, each call with its own bias ``keras_basis.BasisBias``).
 - Every basis conv has a bias (the authors' ``basis_bias``), every 1x1 coefficient conv
   too (``proj_bias``).
 - Factor (Wang et al., ICCV 2017) as re-implemented by the authors: every block conv
@@ -39,9 +39,8 @@ import re
 import keras
 from keras import layers
 
-from examples.cifar10.common import BiasAdd
 from examples.div2k.layers import DIV2K_RGB_MEAN, MeanShift, PixelShuffle
-from keras_basis import BasisConv2D
+from keras_basis import BasisBias, BasisConv2D
 
 __all__ = [
     "DIV2K_RGB_MEAN",
@@ -228,7 +227,7 @@ def _make_bases(prefix, num_basis, depth, share, basis_init):
     if share:
         shared = make(f"{prefix}_basis", False)
         return tuple(
-            (lambda x, k=k: BiasAdd(num_basis, name=f"{prefix}_conv{k}_basis_bias")(shared(x)))
+            (lambda x, k=k: BasisBias(num_basis, name=f"{prefix}_conv{k}_basis_bias")(shared(x)))
             for k in (1, 2)
         )
     return make(f"{prefix}_conv1_basis", True), make(f"{prefix}_conv2_basis", True)
