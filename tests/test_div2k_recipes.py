@@ -102,17 +102,19 @@ def edsr_reference(model, lr, variant, res_scale, scale, sic=1):
 
 
 def srresnet_basis_reference(model, lr, scale, depth):
-    x0 = prelu(conv(lr, *W(model, "head_conv")), *W(model, "head_act"))
+    (alpha,) = W(model, "act")  # the authors' one PReLU for the head and every block
+    x0 = prelu(conv(lr, *W(model, "head_conv")), alpha)
     y = x0
     for k in (1, 2):
         p = f"block01_conv{k}"
-        (basis,) = W(model, f"{p}_basis")
+        basis, bias = W(model, f"{p}_basis")  # the authors' basis bias: one per filter
         splits = y.shape[-1] // depth
         y = np.concatenate(
-            [conv(y[..., g * depth:(g + 1) * depth], basis) for g in range(splits)], axis=-1)
-        y = prelu(bn(y, *W(model, f"{p}_basis_bn")), *W(model, f"{p}_basis_act"))
+            [conv(y[..., g * depth:(g + 1) * depth], basis, bias) for g in range(splits)],
+            axis=-1)
+        y = prelu(bn(y, *W(model, f"{p}_basis_bn")), alpha)
         y = conv(y, *W(model, f"{p}_coef"))
-        y = prelu(bn(y, *W(model, f"{p}_bn")), *W(model, f"{p}_act"))
+        y = prelu(bn(y, *W(model, f"{p}_bn")), alpha)
     y = y + x0
     z = bn(conv(y, *W(model, "body_conv")), *W(model, "body_bn")) + x0
     r = 3 if scale == 3 else 2
