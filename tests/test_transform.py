@@ -157,7 +157,9 @@ def test_default_selection_skips_with_reasons():
     assert "grouped convolution (groups=2)" in reasons["grouped"]
     # d: 1x1 16->8 at m=2, s=1: 2*16 + 2*8 = 48 < 128 saves; check the rule on a
     # layer that cannot save: first conv of seq (c=6, n=16, 3x3) at m=ALL
-    small2 = keras_basis.compress(seq_model(), num_basis=ALL, verbose=0)
+    with pytest.warns(UserWarning, match=r"nothing was compressed in model 'seq'.* Why: dw: "
+                                         r"DepthwiseConv2D.*; c1: no parameter saving"):
+        small2 = keras_basis.compress(seq_model(), num_basis=ALL, verbose=0)
     rep2 = keras_basis.report(small2, print_fn=None)
     assert "no parameter saving" in dict(rep2.skipped)["c1"]
     assert "DepthwiseConv2D" in dict(rep2.skipped)["dw"]
