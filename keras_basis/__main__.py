@@ -2,7 +2,10 @@
 
 import sys
 
-from keras_basis.cli import main
-
 if __name__ == "__main__":
+    try:
+        from keras_basis.cli import main
+    except KeyboardInterrupt:
+        print("keras-basis: interrupted", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

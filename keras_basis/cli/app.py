@@ -15,8 +15,14 @@ import sys
 
 from keras_basis.cli import bench, compress, demo, export, options, report
 from keras_basis.cli.io_helpers import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_TO_DO,
     CLIError,
+    NothingToDo,
     error_text,
+    import_modules,
+    quiet_environment,
     quiet_native_stderr,
     quiet_python_logs,
 )
@@ -33,6 +39,10 @@ EXAMPLES = (
     "report small.keras --plot spectra.png",
     "export small.keras small.tflite --quantize int8 --calibration-dir images/",
     "bench model.tflite small.tflite",
+)
+EXIT_STATUS = (
+    "exit status: 0 done; 1 error (one line on stderr); 2 usage error; 3 nothing to do "
+    "(compress found no layer to compress: nothing saved); 130 interrupted (Ctrl-C)"
 )
 
 
@@ -66,7 +76,7 @@ def build_parser():
         prog=PROG,
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=options.examples(PROG, *EXAMPLES),
+        epilog=options.examples(PROG, *EXAMPLES) + "\n\n" + EXIT_STATUS,
     )
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.Parser)
@@ -91,23 +101,53 @@ class _Standalone:
         return self.parser
 
 
+def _load_libraries(args):
+    """Import Keras, TensorFlow and keras_basis quietly, then the ``--import`` modules.
+
+    TensorFlow's native start-up lines go to a scratch file (fd 2) under
+    ``QUIET_ENV``; the user's environment is restored before their modules run.
+    """
+    with quiet_environment(enabled=not args.debug):
+        import keras  # noqa: F401  (loads the backend, TensorFlow by default)
+
+        import keras_basis  # noqa: F401
+    if not args.debug:
+        quiet_python_logs()
+    import_modules(getattr(args, "imports", None))
+
+
 def _execute(args, label):
+    """Run ``args.run`` with one-line errors; returns the exit status."""
     try:
         with quiet_native_stderr(enabled=not args.debug):
-            if not args.debug:
-                quiet_python_logs()
+            _load_libraries(args)
             return args.run(args)
+    except NothingToDo as err:
+        print(f"{label}: nothing to do: {err}", file=sys.stderr)
+        return EXIT_NOTHING_TO_DO
     except CLIError as err:
         print(f"{label}: error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as err:
         if args.debug:
             raise
         print(f"{label}: error: {error_text(err)}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+
+
+def _guarded(label, start):
+    """``start()`` (parse and execute), with Ctrl-C at any point one line, status 130."""
+    try:
+        return start()
+    except KeyboardInterrupt:
+        try:
+            print(f"{label}: interrupted", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+        return EXIT_INTERRUPTED
 
 
 def main(argv=None):
@@ -118,16 +158,20 @@ def main(argv=None):
 
     Returns:
         0 on success, 1 on an error (one line on stderr), 2 on a usage error,
-        130 when interrupted.
+        3 when there is nothing to do (``compress`` found no layer to
+        compress), 130 when interrupted (Ctrl-C, at any time).
 
     Example:
 
     >>> main(["report", "model.keras"])
     0
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
-    return _execute(args, f"{PROG} {args.command}")
+
+    def start():
+        args = build_parser().parse_args(argv)
+        return _execute(args, f"{PROG} {args.command}")
+
+    return _guarded(PROG, start)
 
 
 def run_command(name, argv=None, *, prog=None):
@@ -149,10 +193,13 @@ def run_command(name, argv=None, *, prog=None):
 
     >>> sys.exit(run_command("export", prog="tflite/convert.py"))
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     prog = prog or os.path.basename(sys.argv[0])
-    args = command_parser(name, prog).parse_args(argv)
-    return _execute(args, prog)
+
+    def start():
+        args = command_parser(name, prog).parse_args(argv)
+        return _execute(args, prog)
+
+    return _guarded(prog, start)
 
 
 def command_parser(name, prog):

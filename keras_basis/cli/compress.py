@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 from keras_basis.cli import options
 from keras_basis.cli.io_helpers import (
     CLIError,
+    NothingToDo,
     calibration,
     check_keras_file,
     check_output_file,
@@ -21,7 +23,9 @@ DESCRIPTION = (
     "Replace the Conv2D layers of a trained Keras model by split-basis pairs\n"
     "(BasisConv2D + 1x1 Conv2D), initialised from the trained kernels, save the\n"
     "result as a .keras file and print the per-layer report. Give --ratio or\n"
-    "--num-basis. Fine-tune the saved model with model.fit before export."
+    "--num-basis. Fine-tune the saved model with model.fit before export.\n"
+    "Exit status 3 (nothing saved) when no layer can be compressed, e.g. a model\n"
+    "without Conv2D layers."
 )
 EXAMPLES = (
     "model.keras small.keras --ratio 0.3",
@@ -80,6 +84,11 @@ def layers_argument(patterns):
     """Plain names -> a list (unknown names are errors); else one regular expression."""
     if all(re.fullmatch(r"[\w\-/]+", p) for p in patterns):
         return list(patterns)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as err:
+            raise CLIError(f"--layers: {p!r} is not a valid regular expression: {err}")
     return patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns)
 
 
@@ -94,7 +103,8 @@ def share_argument(text):
 def run(args):
     """Compress ``args.input`` into ``args.output``; returns the exit status."""
     src = check_keras_file(args.input)
-    dst = check_output_file(args.output, ".keras")
+    dst = check_output_file(args.output, ".keras", source=src, name="OUT.keras")
+    layers = layers_argument(args.layers) if args.layers else None
     if args.init == "data" and not args.calibration_dir:
         raise CLIError("--init data needs calibration images: pass --calibration-dir DIR")
     if args.calibration_dir:
@@ -107,13 +117,22 @@ def run(args):
         kwargs["ratio"] = args.ratio
     else:
         kwargs["num_basis"] = args.num_basis
-    if args.layers:
-        kwargs["layers"] = layers_argument(args.layers)
+    if layers:
+        kwargs["layers"] = layers
     if args.share:
         kwargs["share"] = share_argument(args.share)
     if args.init == "data":
         kwargs["calibration_data"] = calibration(model, args)
-    small = keras_basis.compress(model, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small = keras_basis.compress(model, **kwargs)
+    for w in caught:
+        text = str(w.message)
+        if text.startswith("compress: nothing was compressed"):
+            raise NothingToDo(
+                f"{args.input}: {text.split(': ', 1)[1]} Nothing saved to {args.output}."
+            )
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     keras_basis.report(small, reference=model)
     save_model(small, dst)
     print(f"saved {dst} ({dst.stat().st_size:,} bytes)")

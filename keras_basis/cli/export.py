@@ -19,11 +19,15 @@ NAME = "export"
 SUMMARY = "convert a Keras model to a verified .tflite file"
 DESCRIPTION = (
     "Convert a Keras model to TFLite (LiteRT), builtin ops only, static batch 1,\n"
-    "written atomically, then run the file and print a verification line: the\n"
-    "largest difference from the Keras model's outputs and the file size, and the\n"
-    "file's op histogram. int8 needs --calibration-dir, a folder of images\n"
-    "(searched recursively) that are resized to the model's input size and\n"
-    "normalised as  x = pixel / 255 * SCALE + OFFSET  (default [0, 1])."
+    "run the converted bytes and compare them with the Keras model (the first\n"
+    "--num-verify calibration images, else random inputs of the model's input\n"
+    "shapes), and only then write the file, atomically; print a verification line\n"
+    "(largest difference from Keras, file size) and the file's op histogram. A\n"
+    "failed conversion or verification writes nothing. The output must end with\n"
+    ".tflite and may not be the input file. Custom layers: --import MODULE.\n"
+    "int8 needs --calibration-dir, a folder of images (searched recursively)\n"
+    "that are resized to the model's input size and normalised as\n"
+    "  x = pixel / 255 * SCALE + OFFSET  (default [0, 1])."
 )
 EXAMPLES = (
     "small.keras small.tflite",
@@ -82,8 +86,9 @@ def register(subparsers, prog, common=()):
         type=options.non_negative_int,
         default=16,
         metavar="N",
-        help="inputs compared with Keras after writing: the first N calibration images, "
-        "else N random inputs; 0 skips the check (default: %(default)s)",
+        help="inputs compared with Keras before writing: the first N calibration images, "
+        "else N random inputs of the model's input shapes; 0 skips the check "
+        "(default: %(default)s)",
     )
     options.add_load_args(p)
     options.add_image_args(p)
@@ -114,24 +119,65 @@ def print_fold_plan(plan, threads):
         )
 
 
+def verification_inputs(model, args, calib):
+    """Inputs to compare the file with Keras: calibration images, else random ones.
+
+    Random inputs have the model's input shapes (any model, not only image
+    models); image inputs ``(H, W, C)`` are normalised like the calibration
+    images. Returns ``(inputs, description)``.
+    """
+    import numpy as np
+
+    n = args.num_verify
+    if calib is not None:
+        return calib[:n], "calibration images"
+    rng = np.random.default_rng(0)
+    arrays = []
+    for tensor in model.inputs:
+        dims = list(tensor.shape[1:])
+        if len(dims) == 3 and args.image_size:
+            dims[:2] = args.image_size
+        if any(d is None for d in dims):
+            raise CLIError(
+                f"model '{model.name}' input '{tensor.name}' has no fixed shape "
+                f"{tuple(tensor.shape)}: pass --image-size HxW (image inputs), or "
+                "--num-verify 0 to skip the check"
+            )
+        dtype = np.dtype(getattr(tensor.dtype, "name", tensor.dtype))
+        if dtype.kind in "iub":
+            arrays.append(rng.integers(0, 2, (n, *dims)).astype(dtype))
+        elif len(dims) == 3:
+            x = rng.random((n, *dims), dtype=np.float32)
+            arrays.append(normalise(x, dims[-1], args.scale, args.offset))
+        else:
+            arrays.append(rng.random((n, *dims), dtype=np.float32))
+    return (arrays[0] if len(arrays) == 1 else arrays), "random inputs"
+
+
 def run(args):
-    """Convert ``args.model`` to ``args.output`` and verify it; returns the exit status."""
+    """Convert ``args.model``, verify the bytes, then write ``args.output``.
+
+    The file is written (atomically) only after the converted bytes passed
+    the comparison with Keras, and everything printed is about those bytes
+    (not whatever is at the path later: a concurrent export may replace it).
+    """
     check_args(args)
     src = check_keras_file(args.model)
-    dst = check_output_file(args.output)
+    dst = check_output_file(args.output, ".tflite", source=src, name="OUT.tflite")
     quantize = None if args.quantize == "none" else args.quantize
     if args.calibration_dir:
         image_files(args.calibration_dir)
-    import numpy as np
+    import tempfile
 
     import keras_basis
-    from keras_basis import tflite
+    from keras_basis import fileio, tflite
     from keras_basis.export import fold_plan
 
     model = load_model(src, safe_mode=args.safe_mode)
     check_normalisation(model, args)
     calib = calibration(model, args)
     shape = input_geometry(model, args.image_size) if args.image_size else None
+    probe = verification_inputs(model, args, calib) if args.num_verify else None
     fold = {"none": False, "all": True}.get(args.fold)
     if args.fold == "auto":
         plan = fold_plan(
@@ -139,38 +185,34 @@ def run(args):
         )
         print_fold_plan(plan, args.fold_threads)
         fold = [row["coefficients"] for row in plan if row["fold"]]
-    path = keras_basis.export_tflite(
-        model,
-        dst,
-        quantize=quantize,
-        representative_dataset=calib if quantize == "int8" else None,
-        int8_io=args.int8_io,
-        fold=fold,
-        input_shape=shape,
-        calibration_steps=args.num_calibration,
-    )
-    size = f"size {path.stat().st_size:,} bytes"
-    if args.num_verify:
-        if calib is not None:
-            probe, what = calib[: args.num_verify], "calibration images"
-        else:
-            h, w, c = input_geometry(model, args.image_size)
-            rng = np.random.default_rng(0)
-            probe = normalise(
-                rng.random((args.num_verify, h, w, c), dtype=np.float32), c,
-                args.scale, args.offset,
-            )
-            what = "random inputs"
-        err = tflite.compare_with_keras(model, path, probe)
+    with tempfile.TemporaryDirectory(prefix="keras-basis-export-") as scratch:
+        _, content = keras_basis.export_tflite(
+            model,
+            f"{scratch}/model.tflite",
+            quantize=quantize,
+            representative_dataset=calib if quantize == "int8" else None,
+            int8_io=args.int8_io,
+            fold=fold,
+            input_shape=shape,
+            calibration_steps=args.num_calibration,
+            return_content=True,
+        )
+    size = f"size {len(content):,} bytes"
+    if probe is not None:
+        inputs, what = probe
+        err = tflite.compare_with_keras(model, content, inputs)
         agree = err.get("top1_agreement")
+        count = len(inputs[0] if isinstance(inputs, list) else inputs)
+        fileio.write_bytes(dst, content)
         print(
-            f"verified {path}: max |TFLite - Keras| = {err['max_abs_error']:.3g} "
+            f"verified {dst}: max |TFLite - Keras| = {err['max_abs_error']:.3g} "
             f"(relative {err['max_rel_error']:.3g}"
             + (f", top-1 agreement {agree:.0%}" if agree is not None else "")
-            + f") on {len(probe)} {what}; {size}"
+            + f") on {count} {what}; {size}"
         )
     else:
-        print(f"wrote {path} (not verified: --num-verify 0); {size}")
-    hist = tflite.op_histogram(path)
+        fileio.write_bytes(dst, content)
+        print(f"wrote {dst} (not verified: --num-verify 0); {size}")
+    hist = tflite.op_histogram(content)
     print("ops: " + ", ".join(f"{k} x{v}" for k, v in hist.items()))
     return 0

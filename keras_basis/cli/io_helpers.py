@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import zipfile
@@ -25,10 +26,17 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+class NothingToDo(CLIError):
+    """The command had nothing to do (e.g. no layer to compress): exit status 3."""
+
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING_TO_DO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
 def error_text(err):
     """One line for an exception raised below a command."""
     text = one_line(err) or type(err).__name__
-    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)) and err.filename:
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
         text = f"{err.filename}: {one_line(err.strerror or text)}"
     if len(text) > 400:
         text = text[:397] + "..."
@@ -36,6 +44,30 @@ def error_text(err):
 
 
 # --------------------------------------------------------------------- stderr
+# Environment that keeps TensorFlow's C++ (and absl/glog) logging quiet while it loads.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3"}
+
+
+@contextlib.contextmanager
+def quiet_environment(enabled=True):
+    """Set ``QUIET_ENV`` for the duration, then restore the user's variables.
+
+    TensorFlow reads these when it loads; the user's own code (``--import``
+    modules) and child processes see the environment they set.
+    """
+    saved = {k: os.environ.get(k) for k in QUIET_ENV}
+    if enabled:
+        os.environ.update(QUIET_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @contextlib.contextmanager
 def quiet_native_stderr(enabled=True):
     """Send file descriptor 2 (TensorFlow's C++ logs) to a scratch file.
@@ -115,11 +147,35 @@ def check_tflite_file(path):
     return p
 
 
-def check_output_file(path, suffix=None):
-    """Fail early (before any slow work) when ``path`` cannot be written."""
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (links and relative paths too)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+    except OSError:
+        return False
+
+
+def check_output_file(path, suffix=None, *, source=None, name=None):
+    """Fail early (before any slow work) when ``path`` cannot be written.
+
+    Args:
+        path: the output path given on the command line.
+        suffix: the suffix it must have (e.g. ``".tflite"``), or None.
+        source: the input file; the output may not be that file (an
+            export or a compression never overwrites its input).
+        name: how the argument is shown in errors (e.g. ``"OUT.tflite"``).
+    """
     p = pathlib.Path(path)
+    name = name or "the output"
     if suffix and p.suffix.lower() != suffix:
-        raise CLIError(f"{path}: the output file name must end with {suffix}")
+        raise CLIError(f"{path}: {name} must end with {suffix}")
+    if source is not None and same_file(p, source):
+        raise CLIError(
+            f"{path}: {name} is the input file {source}; write to another file "
+            "(the input is never overwritten)"
+        )
     if p.is_dir():
         raise CLIError(f"{path}: cannot write the output: it is a directory")
     parent = p.parent if str(p.parent) else pathlib.Path(".")
@@ -148,6 +204,68 @@ def check_output_dir(path):
 
 
 # --------------------------------------------------------------------- models
+def import_modules(names):
+    """Import the ``--import`` modules (so their registered Keras classes load).
+
+    Each is a dotted module name importable from the current folder, or the
+    path of a ``.py`` file. Returns the imported modules.
+    """
+    import importlib
+    import importlib.util
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    modules = []
+    for name in names or ():
+        try:
+            if name.endswith(".py") or os.sep in name or "/" in name:
+                path = pathlib.Path(name)
+                if not path.is_file():
+                    raise CLIError(f"--import {name}: no such file")
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules.setdefault(path.stem, module)
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(name)
+        except CLIError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # SyntaxError, SystemExit, ... of the user's code
+            raise CLIError(
+                f"--import {name}: cannot import it: {type(err).__name__}: {one_line(err)}"
+            )
+        modules.append(module)
+    return modules
+
+
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+_MODULE_OF = re.compile(r"Full object config: \{'module': '([^']+)'")
+
+
+def load_error_text(err):
+    """The essential sentence of a Keras load error, with a fix for unknown classes."""
+    text = one_line(err)
+    for e in (err, err.__cause__, err.__context__):
+        if e is not None and _UNKNOWN_CLASS.search(one_line(e)):
+            text = one_line(e)
+            break
+    found = _UNKNOWN_CLASS.search(text)
+    if found:
+        module = _MODULE_OF.search(text)
+        where = f" (module '{module.group(1)}')" if module else ""
+        example = module.group(1) if module and not module.group(1).startswith("keras") else (
+            "my_layers")
+        return (
+            f"{found.group(0)}{where}: pass --import MODULE, the Python module (dotted name "
+            f"importable from the current folder, or a .py file) that defines and registers "
+            f"it, e.g. --import {example}"
+        )
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def load_model(path, safe_mode=True):
     """The ``keras.Model`` saved at ``path`` (basis layers registered)."""
     import keras
@@ -157,7 +275,7 @@ def load_model(path, safe_mode=True):
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as err:  # Keras raises many types on a foreign file
-        raise CLIError(f"{path}: cannot load the Keras model: {one_line(err)[:300]}")
+        raise CLIError(f"{path}: cannot load the Keras model: {load_error_text(err)}")
     if not isinstance(model, keras.Model):
         raise CLIError(f"{path}: holds a {type(model).__name__}, not a keras.Model")
     return model

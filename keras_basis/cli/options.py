@@ -174,7 +174,18 @@ def add_allocation_arg(p, *, default="error", action=None):
 
 
 def add_load_args(p):
-    """``--safe-mode on|off``: Keras safe mode for loading a ``.keras`` file."""
+    """``--import MODULE`` and ``--safe-mode on|off``: loading a ``.keras`` file."""
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this Python module first (a dotted name importable from the current "
+        "folder, or a .py file), so that the custom layers it registers with "
+        "keras.saving.register_keras_serializable can be loaded; repeatable "
+        "(default: none)",
+    )
     p.add_argument(
         "--safe-mode",
         type=on_off,

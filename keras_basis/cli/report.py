@@ -58,7 +58,7 @@ def run(args):
     src = check_keras_file(args.model)
     ref = check_keras_file(args.reference) if args.reference else None
     if args.plot:
-        check_output_file(args.plot, ".png")
+        check_output_file(args.plot, ".png", source=src, name="--plot")
     import keras_basis
     from keras_basis import plots, transform
 
