@@ -117,8 +117,9 @@ def run_cifar(args):
     if args.train_subset:  # the tar is ordered by class: take a random subset
         keep = np.random.default_rng(args.seed).permutation(len(xtr))[: args.train_subset]
         xtr, ytr = xtr[keep], ytr[keep]
-    if args.test_subset:
-        xte, yte = xte[: args.test_subset], yte[: args.test_subset]
+    if args.test_subset:  # ordered by class too
+        keep = np.random.default_rng(args.seed).permutation(len(xte))[: args.test_subset]
+        xte, yte = xte[keep], yte[keep]
     log(f"CIFAR-10 JPEG copy: train {xtr.shape}, test {xte.shape}")
     mean = np.asarray(CIFAR_MEAN, np.float32)
     std = np.asarray(CIFAR_STD, np.float32)
