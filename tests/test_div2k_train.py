@@ -170,7 +170,7 @@ def test_cpu_experiment_quick(tmp_path, shared_data):
             assert float(row[f"{ev['set']} SSIM"]) == pytest.approx(float(ev["ssim"]), abs=5e-5)
         args = json.loads((folder / "args.json").read_text())
         assert len(run.read_csv(folder / "metrics.csv")) == args["epochs"]
-    assert int(rows[2]["params/block"]) == 2 * (14 * 64 * 9 + 2 * 14 * 64)  # Basis-64-14
+    assert int(rows[2]["params/block"]) == 2 * (14 * 64 * 9 + 14 * 64)  # Basis-64-14: m p 9 + m n
     assert (tmp_path / "crop_x4.png").stat().st_size > 10_000
 
 

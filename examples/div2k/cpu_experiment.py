@@ -193,7 +193,9 @@ def _table(args, out, stages):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(head)
-    writer.writerows([f(v).replace(",", "") for f, v in zip(fmt, r)] for r in rows)
+    # numbers without thousands separators; the labels keep their commas (quoted)
+    writer.writerows([r[0]] + [f(v).replace(",", "") for f, v in zip(fmt[1:], r[1:])]
+                     for r in rows)
     fileio.write_text(out / "results.csv", buf.getvalue())
     return rows
 
