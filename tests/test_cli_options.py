@@ -161,3 +161,63 @@ def test_version_goes_to_stdout(capsys):
     assert exit_.value.code == 0
     out, err = capsys.readouterr()
     assert (out, err) == (f"keras-basis {keras_basis.__version__}\n", "")
+
+
+def test_output_may_not_be_the_input(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.keras").symlink_to(model)
+    for out in (model, tmp_path / "sub" / ".." / "m.keras", tmp_path / "link.keras"):
+        with pytest.raises(io_helpers.CLIError, match="OUT.keras is the input file"):
+            io_helpers.check_output_file(out, ".keras", source=model, name="OUT.keras")
+    assert io_helpers.check_output_file(tmp_path / "n.keras", ".keras", source=model)
+    with pytest.raises(io_helpers.CLIError, match=r"o.bin: OUT.tflite must end with .tflite"):
+        io_helpers.check_output_file(tmp_path / "o.bin", ".tflite", name="OUT.tflite")
+
+
+def test_load_error_keeps_the_unknown_class_and_hints_import():
+    cause = TypeError(
+        "Could not locate class 'MyScale'. Make sure custom classes and functions are "
+        "decorated with `@keras.saving.register_keras_serializable()`. Full object config: "
+        "{'module': 'my_layers', 'class_name': 'MyScale'}"
+    )
+    outer = TypeError("<class 'Functional'> could not be deserialized properly. " + "x" * 400)
+    outer.__context__ = cause
+    text = io_helpers.load_error_text(outer)
+    assert text.startswith("Could not locate class 'MyScale' (module 'my_layers'): pass "
+                           "--import MODULE")
+    assert text.endswith("e.g. --import my_layers")
+    assert len(io_helpers.load_error_text(ValueError("y" * 1000))) == 400
+
+
+def test_import_modules_by_name_and_file(tmp_path, monkeypatch):
+    (tmp_path / "kb_probe_mod.py").write_text("VALUE = 41\n")
+    (tmp_path / "kb_probe_file.py").write_text("VALUE = 42\n")
+    (tmp_path / "kb_broken.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    by_name, by_file = io_helpers.import_modules(
+        ["kb_probe_mod", str(tmp_path / "kb_probe_file.py")])
+    assert (by_name.VALUE, by_file.VALUE) == (41, 42)
+    with pytest.raises(io_helpers.CLIError, match="--import kb_broken: cannot import it: "
+                       "RuntimeError: boom"):
+        io_helpers.import_modules(["kb_broken"])
+    with pytest.raises(io_helpers.CLIError, match="--import nope.py: no such file"):
+        io_helpers.import_modules(["nope.py"])
+
+
+def test_layers_regex_errors_name_the_option():
+    from keras_basis.cli import compress
+
+    assert compress.layers_argument(["c1", "c2"]) == ["c1", "c2"]
+    assert compress.layers_argument(["c[12]", "d"]) == "(?:c[12])|(?:d)"
+    with pytest.raises(io_helpers.CLIError, match=r"--layers: 'c\[' is not a valid regular"):
+        compress.layers_argument(["c["])
+
+
+def test_import_flag_on_every_loading_command():
+    assert _parse("compress", "a.keras", "b.keras", "--ratio", "0.5", "--import", "m1",
+                  "--import", "m2.py").imports == ["m1", "m2.py"]
+    assert _parse("export", "a.keras", "b.tflite").imports == []
+    assert _parse("report", "a.keras", "--import", "x").imports == ["x"]
