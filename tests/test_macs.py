@@ -102,3 +102,23 @@ def test_compress_keeps_count_macs_equal_to_maths():
 def test_bad_input():
     with pytest.raises(TypeError, match="Expected a keras.Model"):
         keras_basis.count_macs("model")
+
+
+class _HandConv(keras.layers.Layer):
+    """A conv-like layer with an int kernel_size, as hand-written layers often have."""
+
+    def __init__(self, filters, kernel_size, groups=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.groups = filters, kernel_size, groups
+
+    def call(self, x):
+        return keras.ops.zeros(keras.ops.shape(x)[:-1] + (self.filters,), x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+
+def test_int_kernel_size_is_square():
+    x = keras.Input((6, 5, 8))
+    model = keras.Model(x, _HandConv(12, 3, groups=4)(x))
+    assert keras_basis.count_macs(model) == 6 * 5 * 3 * 3 * (8 // 4) * 12

@@ -45,7 +45,10 @@ def _call_macs(layer, in_shape, out_shape):
     if kernel_size is not None and filters is not None:
         # Conv1D/2D/3D and conv-like layers with the same attributes (grouped
         # convolutions written by hand); a transposed conv costs per input pixel.
-        ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+        # An int kernel_size (hand-written layers) is square/cubic: one entry
+        # per spatial dimension of the input.
+        rank = max(len(in_shape) - 2, 1)
+        ks = (kernel_size,) * rank if isinstance(kernel_size, int) else tuple(kernel_size)
         groups = int(getattr(layer, "groups", 1) or 1)
         pixels = _spatial(in_shape) if isinstance(layer, _TRANSPOSED) else _spatial(out_shape)
         return maths.conv_macs(c // groups, int(filters), math.prod(ks), 1, pixels, 1)
