@@ -335,7 +335,7 @@ def count_model(model):
     Example:
 
     >>> from examples.cifar10.models import resnet56
-    >>> count_model(resnet56())["params"]   # 848954
+    >>> count_model(resnet56())["params"]   # 848970 (848,954 weights + the first conv's bias)
     """
     seen = set()
     params = 0
