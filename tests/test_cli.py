@@ -129,7 +129,9 @@ def compressed(work):
     half, exact = run_many(
         [
             ["compress", "tiny.keras", "half.keras", "--ratio", "0.5"],
-            ["compress", "tiny.keras", "exact.keras", "--num-basis", "1000", "--splits", "1"],
+            # Full rank saves nothing: naming the layers forces the pairs (else exit 3).
+            ["compress", "tiny.keras", "exact.keras", "--num-basis", "1000", "--splits", "1",
+             "--layers", "c1", "c2", "c3"],
         ],
         work,
     )
@@ -158,10 +160,13 @@ def test_compress_ratio_halves_conv_weights_and_prints_report(work, compressed):
 def test_compress_full_rank_reproduces_outputs(work, compressed):
     import keras
 
+    import keras_basis
+
     _, exact = compressed
     assert_ok(exact)
     original = keras.models.load_model(work / "tiny.keras")
     small = keras.models.load_model(work / "exact.keras")
+    assert [p.name for p in keras_basis.basis_pairs(small)] == ["c1", "c2", "c3"]
     x = np.random.default_rng(2).random((4, 8, 8, 3)).astype("float32")
     want = original.predict(x, verbose=0)
     got = small.predict(x, verbose=0)
