@@ -221,3 +221,13 @@ def test_import_flag_on_every_loading_command():
                   "--import", "m2.py").imports == ["m1", "m2.py"]
     assert _parse("export", "a.keras", "b.tflite").imports == []
     assert _parse("report", "a.keras", "--import", "x").imports == ["x"]
+
+
+def test_disk_full_errors_name_the_target_not_the_temp():
+    from keras_basis import fileio
+
+    temp = f"/data/out/.model.tflite{fileio.TEMP_MARK}abcd1234-77-xyz.tflite"
+    err = OSError(28, "No space left on device", temp)
+    assert io_helpers.error_text(err) == "/data/out/model.tflite: No space left on device"
+    err = OSError(28, "No space left on device", "/data/plain.keras")
+    assert io_helpers.error_text(err) == "/data/plain.keras: No space left on device"

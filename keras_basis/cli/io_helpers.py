@@ -33,11 +33,20 @@ class NothingToDo(CLIError):
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING_TO_DO, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def target_of_temp(filename):
+    """The file a ``keras_basis.fileio`` temporary stands for (else ``filename``)."""
+    mark = ".kbtmp-"  # keras_basis.fileio.TEMP_MARK (not imported: no TensorFlow here)
+    p = pathlib.Path(str(filename))
+    if p.name.startswith(".") and mark in p.name:
+        return str(p.parent / p.name[1:p.name.index(mark)])
+    return str(filename)
+
+
 def error_text(err):
     """One line for an exception raised below a command."""
     text = one_line(err) or type(err).__name__
-    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
-        text = f"{err.filename}: {one_line(err.strerror or text)}"
+    if isinstance(err, OSError) and err.filename:
+        text = f"{target_of_temp(err.filename)}: {one_line(err.strerror or text)}"
     if len(text) > 400:
         text = text[:397] + "..."
     return text
