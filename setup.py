@@ -15,10 +15,12 @@ EXTRAS = {
     ],
     # Keras 3 on JAX: examples/paper_scale_gpu.py (GPU machines without TensorFlow)
     "jax": ["jax>=0.4.30", "pillow>=9"],
+    # Keras 3 on PyTorch: the backend tests (PyPI's torch is the CUDA build; it runs on CPU)
+    "torch": ["torch>=2.4"],
 }
 EXTRAS["test"] = sorted(
     set(EXTRAS["tflite"] + EXTRAS["tfmot"] + EXTRAS["demo"] + EXTRAS["examples"]
-        + EXTRAS["jax"])
+        + EXTRAS["jax"] + EXTRAS["torch"])
     | {"pytest>=7", "pytest-timeout>=2", "keras-hub>=0.32"}
 )
 EXTRAS["all"] = sorted(set().union(*EXTRAS.values()))

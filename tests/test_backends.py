@@ -5,7 +5,7 @@ Each backend runs in a child process (``KERAS_BACKEND`` is read once, at import)
 The child checks the numbers against NumPy (tests/reference.py) and prints one JSON
 line; the parent asserts it. JAX is in the ``test`` extra; PyTorch is not (PyPI has
 only the CUDA build, a 550 MB wheel plus the nvidia-* packages), so the PyTorch case
-runs where ``torch`` is importable and skips otherwise.
+runs where ``torch`` is importable (the ``test`` extra installs it) and skips otherwise.
 """
 
 import importlib.util
@@ -113,10 +113,7 @@ def test_jax_backend(tmp_path):
 
 @pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
-    reason="PyTorch is not installed: PyPI has only the CUDA build of torch (a 550 MB wheel "
-           "plus the nvidia-* packages), too heavy for the test extra; install the CPU "
-           "wheel (pip install torch --index-url https://download.pytorch.org/whl/cpu) to "
-           "run this test",
+    reason="PyTorch is not installed (pip install -e '.[torch]'; the test extra has it)",
 )
 def test_torch_backend(tmp_path):
     _check(_run("torch", tmp_path), "torch")
