@@ -3,9 +3,9 @@ backends; TFLite export there raises a clear error (it needs TensorFlow).
 
 Each backend runs in a child process (``KERAS_BACKEND`` is read once, at import).
 The child checks the numbers against NumPy (tests/reference.py) and prints one JSON
-line; the parent asserts it. JAX is in the ``test`` extra; PyTorch is not (PyPI has
-only the CUDA build, a 550 MB wheel plus the nvidia-* packages), so the PyTorch case
-runs where ``torch`` is importable (the ``test`` extra installs it) and skips otherwise.
+line; the parent asserts it. JAX and PyTorch are in the ``test`` extra (PyPI's torch is
+the CUDA build, which runs on CPU); each case skips with a reason where its backend is
+not installed.
 """
 
 import importlib.util
