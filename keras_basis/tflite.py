@@ -10,9 +10,9 @@ Helpers around ``ai_edge_litert`` (imported lazily; install with
 - ``benchmark_tflite``: batch latency, median and p90 after warm-up, by thread
   count, XNNPACK on or off.
 
-This module works on files only: it imports nothing else of keras-basis (so
-its finite check mirrors ``keras_basis._checks``, message for message).
-The per-pair fold-back timing, which builds and converts Keras models, is
+This module works on files only: of keras-basis it imports only the finite
+check (``keras_basis._checks``, a leaf module). The per-pair fold-back
+timing, which builds and converts Keras models, is
 ``keras_basis.export.fold_plan``.
 """
 
@@ -24,6 +24,8 @@ import struct
 import time
 
 import numpy as np
+
+from keras_basis._checks import check_finite, nonfinite
 
 __all__ = [
     "benchmark_tflite",
@@ -222,37 +224,6 @@ def op_histogram(model_file):
 
 
 # ------------------------------------------------------------------- running
-def _nonfinite(array):
-    """``(count, first_index, first_value)`` of NaN/inf entries, or None.
-
-    Mirrors ``keras_basis._checks.nonfinite`` (this module imports nothing
-    of keras-basis; tests/test_bad_input.py checks that the two agree).
-    """
-    a = np.asarray(array)
-    if a.dtype.kind not in "fc" or a.size == 0:
-        return None
-    finite = np.isfinite(a)
-    if finite.all():
-        return None
-    bad = np.argwhere(~finite)
-    first = tuple(int(i) for i in bad[0])
-    return int(len(bad)), first, a[first] if first else a[()]
-
-
-def _check_finite(name, array, where=None):
-    a = np.asarray(array)
-    found = _nonfinite(a)
-    if found is None:
-        return a
-    count, first, value = found
-    context = f" ({where})" if where else ""
-    raise ValueError(
-        f"Invalid value for argument `{name}`{context}: expected finite values (no NaN "
-        f"or inf). Received {count} non-finite value(s) of {a.size}; the first is "
-        f"{value} at index {first}."
-    )
-
-
 def _as_list(inputs):
     if isinstance(inputs, (list, tuple)):
         return [np.asarray(a) for a in inputs]
@@ -376,7 +347,7 @@ def compare_with_keras(model, model_file, inputs, *, threads=None):
     """
     content = _content(model_file)
     arrays = [
-        _check_finite("inputs", a, f"input {i}" if len(_as_list(inputs)) > 1 else None)
+        check_finite("inputs", a, f"input {i}" if len(_as_list(inputs)) > 1 else None)
         for i, a in enumerate(_as_list(inputs))
     ]
     keras_out = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
@@ -393,7 +364,7 @@ def compare_with_keras(model, model_file, inputs, *, threads=None):
     label = _describe(model_file, content)
     for i, (k, t) in enumerate(zip(keras_out, lite_out)):
         for side, out in ((f"the TFLite file ({label})", t), (f"Keras model '{model.name}'", k)):
-            found = _nonfinite(out)
+            found = nonfinite(out)
             if found is not None:
                 count, first, value = found
                 raise ValueError(

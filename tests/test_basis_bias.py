@@ -1,9 +1,8 @@
 """BasisBias (per-site basis bias) and basis biases through basis_pairs / decompress."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 import keras_basis
 from tests.reference import conv2d_nhwc

@@ -8,8 +8,6 @@ native log lines off the terminal.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pathlib
 import re
@@ -18,6 +16,7 @@ import tempfile
 import zipfile
 
 from keras_basis.cli.options import one_line
+from keras_basis.console import QUIET_ENV, quiet_environment, quiet_native_stderr  # noqa: F401
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -53,60 +52,6 @@ def error_text(err):
 
 
 # --------------------------------------------------------------------- stderr
-# Environment that keeps TensorFlow's C++ (and absl/glog) logging quiet while it loads.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3"}
-
-
-@contextlib.contextmanager
-def quiet_environment(enabled=True):
-    """Set ``QUIET_ENV`` for the duration, then restore the user's variables.
-
-    TensorFlow reads these when it loads; the user's own code (``--import``
-    modules) and child processes see the environment they set.
-    """
-    saved = {k: os.environ.get(k) for k in QUIET_ENV}
-    if enabled:
-        os.environ.update(QUIET_ENV)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
-def quiet_native_stderr(enabled=True):
-    """Send file descriptor 2 (TensorFlow's C++ logs) to a scratch file.
-
-    Python's ``sys.stderr`` keeps writing to the terminal, so our own messages,
-    warnings and progress bars stay visible.
-    """
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    scratch = tempfile.TemporaryFile()
-    old_stderr = sys.stderr
-    os.dup2(scratch.fileno(), 2)
-    sys.stderr = io.TextIOWrapper(
-        os.fdopen(os.dup(saved), "wb", buffering=0), write_through=True, errors="replace"
-    )
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        replacement = sys.stderr
-        sys.stderr = old_stderr
-        replacement.close()
-        os.dup2(saved, 2)
-        os.close(saved)
-        scratch.close()
-
-
 def quiet_python_logs():
     """Silence Python warnings and the absl/TensorFlow loggers below ERROR."""
     import logging
