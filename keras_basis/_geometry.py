@@ -120,12 +120,38 @@ def validate_arguments(name, num_basis, kernel_size, splits, depth, strides, pad
 class BasisGeometry:
     """Shape logic of a basis convolution, shared by the Keras 3 and tf_keras layers.
 
-    A mixin: the layer sets the attributes ``name``, ``num_basis``,
+    A mixin: the layer's ``__init__`` calls :meth:`set_geometry` with the
+    result of :func:`validate_arguments`, which sets ``num_basis``,
     ``kernel_size``, ``splits``, ``strides``, ``padding``, ``dilation_rate``,
     ``data_format``, ``narrow_inputs`` and ``depth_argument`` (the constructor's
-    ``depth``, never rewritten), and after ``build`` ``basis`` (a weight of
-    shape ``(kh, kw, depth, m)``).
+    ``depth``, never rewritten); after ``build`` the layer has ``basis`` (a
+    weight of shape ``(kh, kw, depth, m)``).
     """
+
+    def set_geometry(self, args):
+        """Assign the validated constructor arguments (``validate_arguments``'s dict)."""
+        self.num_basis = args["num_basis"]
+        self.kernel_size = args["kernel_size"]
+        self.splits = args["splits"]
+        self.depth_argument = args["depth"]  # `depth` is the effective depth (property)
+        self.strides = args["strides"]
+        self.padding = args["padding"]
+        self.dilation_rate = args["dilation_rate"]
+        self.data_format = args["data_format"]
+        self.narrow_inputs = args["narrow_inputs"]
+
+    def set_weight_options(self, lib, use_bias, basis_initializer, bias_initializer,
+                           basis_regularizer, bias_regularizer, basis_constraint,
+                           bias_constraint):
+        """Assign the weight arguments, resolved by ``lib`` (``keras`` or ``tf_keras``)."""
+        self.use_bias = bool(use_bias)
+        self.basis_initializer = lib.initializers.get(basis_initializer)
+        self.bias_initializer = lib.initializers.get(bias_initializer)
+        self.basis_regularizer = lib.regularizers.get(basis_regularizer)
+        self.bias_regularizer = lib.regularizers.get(bias_regularizer)
+        self.basis_constraint = lib.constraints.get(basis_constraint)
+        self.bias_constraint = lib.constraints.get(bias_constraint)
+        self.input_spec = lib.layers.InputSpec(ndim=4)
 
     @property
     def depth(self):

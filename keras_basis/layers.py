@@ -97,27 +97,14 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        args = validate_arguments(
+        self.set_geometry(validate_arguments(
             self.name, num_basis, kernel_size, splits, depth, strides, padding,
             dilation_rate, data_format or keras.config.image_data_format(), narrow_inputs,
+        ))
+        self.set_weight_options(
+            keras, use_bias, basis_initializer, bias_initializer, basis_regularizer,
+            bias_regularizer, basis_constraint, bias_constraint,
         )
-        self.num_basis = args["num_basis"]
-        self.kernel_size = args["kernel_size"]
-        self.splits = args["splits"]
-        self.depth_argument = args["depth"]  # `depth` is the effective depth (property)
-        self.strides = args["strides"]
-        self.padding = args["padding"]
-        self.dilation_rate = args["dilation_rate"]
-        self.data_format = args["data_format"]
-        self.narrow_inputs = args["narrow_inputs"]
-        self.use_bias = bool(use_bias)
-        self.basis_initializer = keras.initializers.get(basis_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.basis_regularizer = keras.regularizers.get(basis_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.basis_constraint = keras.constraints.get(basis_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
         depth = self.build_depth(self.input_channels(input_shape))
