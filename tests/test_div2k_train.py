@@ -30,7 +30,7 @@ def _train(argv, capsys):
 
 def test_train_smoke_outputs_and_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["--smoke", "--model", "edsr-8-128", "--blocks", "1", "--channels", "8",
+    argv = ["--smoke", "--network", "edsr-8-128", "--blocks", "1", "--channels", "8",
             "--output-dir", str(out), "--tflite-size", "12"]
     log = _train(argv + ["--epochs", "1"], capsys)
     assert "NO --data-dir GIVEN: training on photographs bundled with scikit-image" in log
@@ -72,7 +72,7 @@ def test_from_pretrained_compress_full_rank_is_exact(tmp_path, capsys):
     out = tmp_path / "basis"
     # shared by the 2 convs of a block, m = 16 = rank bound min(p*9, 2*n*s): the SVD start
     # reproduces the baseline exactly
-    _train(["--smoke", "--model", "edsr-8-128-basis-128-27", "--blocks", "2", "--channels", "8",
+    _train(["--smoke", "--network", "edsr-8-128-basis-128-27", "--blocks", "2", "--channels", "8",
             "--num-basis", "16", "--basis-depth", "8", "--share-basis", "--no-tflite",
             "--from-pretrained", str(tmp_path / "base.keras"), "--epochs", "0",
             "--output-dir", str(out)], capsys)
@@ -83,7 +83,7 @@ def test_from_pretrained_compress_full_rank_is_exact(tmp_path, capsys):
     np.testing.assert_allclose(small(x), base(x), rtol=1e-3, atol=0.05)
     # Factor: fresh body, every other layer copied from the baseline
     out = tmp_path / "factor"
-    log = _train(["--smoke", "--model", "edsr-8-128-factor-sic2", "--blocks", "2", "--channels",
+    log = _train(["--smoke", "--network", "edsr-8-128-factor-sic2", "--blocks", "2", "--channels",
                   "8", "--no-tflite", "--from-pretrained", str(tmp_path / "base.keras"),
                   "--epochs", "0", "--output-dir", str(out)], capsys)
     assert "copied the weights of 5 layers" in log
@@ -98,7 +98,7 @@ def test_train_on_div2k_layout_with_validation_split(tmp_path, capsys):
     for i, split in ((1, "train"), (2, "train"), (801, "valid")):
         _png(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", _rand((64, 60, 3), i))
     out = tmp_path / "run"
-    log = _train(["--smoke", "--model", "srresnet", "--blocks", "1", "--channels", "8",
+    log = _train(["--smoke", "--network", "srresnet", "--blocks", "1", "--channels", "8",
                   "--scale", "2", "--data-dir", str(root), "--div2k-valid", "--no-tflite",
                   "--epochs", "1", "--output-dir", str(out)], capsys)
     assert "DIV2K train (LR made on the fly): 2 images" in log
@@ -109,7 +109,7 @@ def test_train_on_div2k_layout_with_validation_split(tmp_path, capsys):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     cmd = [sys.executable, "-m", "examples.div2k.train", "--smoke", "--strategy", "mirrored",
-           "--logical-cpus", "2", "--model", "srresnet-basis-32-32", "--blocks", "1",
+           "--logical-cpus", "2", "--network", "srresnet-basis-32-32", "--blocks", "1",
            "--channels", "8", "--num-basis", "2", "--basis-depth", "4", "--epochs", "1",
            "--eval-every", "0", "--no-tflite", "--output-dir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -129,7 +129,7 @@ def test_multi_worker_strategy_single_worker_cluster(tmp_path):
     tf_config = {"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker",
                                                                         "index": 0}}
     cmd = [sys.executable, "-m", "examples.div2k.train", "--smoke", "--strategy", "multi-worker",
-           "--model", "edsr-8-128", "--blocks", "1", "--channels", "8", "--epochs", "1",
+           "--network", "edsr-8-128", "--blocks", "1", "--channels", "8", "--epochs", "1",
            "--eval-every", "0", "--no-tflite", "--output-dir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3",
            "TF_CONFIG": json.dumps(tf_config)}
@@ -177,11 +177,11 @@ def test_cpu_experiment_quick(tmp_path, shared_data):
 def test_presets_flags_and_help(capsys):
     from examples.div2k import train
 
-    args = train.parse_args(["--model", "srresnet-basis-64-14", "--output-dir", "o"])
+    args = train.parse_args(["--network", "srresnet-basis-64-14", "--output-dir", "o"])
     assert (args.epochs, args.steps_per_epoch, args.batch_size, args.patch_size,
             args.lr_milestones, args.restart, args.logical_cpus) == (
         300, 2000, 16, 24, "200", False, 0)
-    args = train.parse_args(["--model", "edsr", "--output-dir", "o", "--patch-size", "32",
+    args = train.parse_args(["--network", "edsr", "--output-dir", "o", "--patch-size", "32",
                              "--lr-milestones", "0.5", "--epochs", "10", "--restart"])
     assert (args.patch_size, args.restart) == (32, True)
     assert run.milestones(args.lr_milestones, args.epochs) == [5]
@@ -189,7 +189,7 @@ def test_presets_flags_and_help(capsys):
     assert (args.epochs, args.steps_per_epoch, args.batch_size, args.patch_size,
             args.tflite_size) == (2, 2, 2, 12, 16)
     with pytest.raises(SystemExit):
-        train.parse_args(["--model", "srresnet", "--help"])
+        train.parse_args(["--network", "srresnet", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "LR patch side (default: 24)" in text and "--epochs EPOCHS default: 300" in text
     assert "None" not in text.split("optimisation")[1]

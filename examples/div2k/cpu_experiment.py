@@ -135,20 +135,20 @@ def run(args):
     common = _common(args)
     per_epoch = min(args.steps_per_epoch, args.baseline_steps, args.finetune_steps)
     t0 = time.time()
-    base = _train(out, "baseline", ["--model", "edsr-8-128", *common,
+    base = _train(out, "baseline", ["--network", "edsr-8-128", *common,
                                     *_schedule(args.baseline_steps, per_epoch, 2e-4),
                                     "--eval-every", "10"], log_file)
     pretrained = ["--from-pretrained", str(base / "model.keras")]
     finetune = [*_schedule(args.finetune_steps, per_epoch, 1e-4), "--eval-every", "4"]
     stages = ["baseline"]
     for name, preset, extra in POINTS:
-        _train(out, f"{name}-compressed", ["--model", preset, *common, *extra, *pretrained,
+        _train(out, f"{name}-compressed", ["--network", preset, *common, *extra, *pretrained,
                                            "--epochs", "0", "--no-tflite"], log_file)
-        _train(out, name, ["--model", preset, *common, *extra, *pretrained, *finetune],
+        _train(out, name, ["--network", preset, *common, *extra, *pretrained, *finetune],
                log_file)
         stages += [f"{name}-compressed", name]
     for name, preset, extra in FRESH:
-        _train(out, name, ["--model", preset, *common, *extra, *pretrained, *finetune],
+        _train(out, name, ["--network", preset, *common, *extra, *pretrained, *finetune],
                log_file)
         stages.append(name)
     _log(f"training and evaluation: {time.time() - t0:.0f}s")

@@ -2,9 +2,9 @@
 
 Two routes, as in the paper:
 
-- from scratch: ``--model edsr-8-128-basis-128-40`` builds the basis network with
+- from scratch: ``--network edsr-8-128-basis-128-40`` builds the basis network with
   random (Kaiming-uniform) bases, the setting of the authors' released scripts;
-- from a trained baseline: ``--from-pretrained base.keras --model <basis preset>``
+- from a trained baseline: ``--from-pretrained base.keras --network <basis preset>``
   calls ``keras_basis.compress`` on the baseline's residual-block convolutions
   (``--init svd``: truncated-SVD start, Eq. 18's ``--gamma``), then fine-tunes.
   With ``--init random`` or a Factor preset the target network is built fresh and
@@ -12,7 +12,7 @@ Two routes, as in the paper:
   baseline.
 
 Defaults are the paper's, as presets (``PRESETS``: one dict per network family, shown
-by ``--help`` for the chosen ``--model``): L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4
+by ``--help`` for the chosen ``--network``): L1 loss, Adam (0.9, 0.999, 1e-8), lr 1e-4
 x0.1 after epoch 200 of 300, batch 16, LR patches of 48 (EDSR) / 24 (SRResNet), flips +
 transpose. One epoch is ``--steps-per-epoch`` batches (2000: the authors' scripts used
 32,208 DIV2K sub-images per epoch, about 2,013 batches of 16).
@@ -25,7 +25,7 @@ rerun resumes after the last finished epoch, ``--restart`` starts again),
 
 Usage (repository root):
 
-    python -m examples.div2k.train --model edsr-8-128 --scale 4 \\
+    python -m examples.div2k.train --network edsr-8-128 --scale 4 \\
         --data-dir /data/DIV2K --benchmark-dir /data --eval-sets Set5,Set14,B100,Urban100 \\
         --div2k-valid --output-dir /tmp/edsr-8-128-x4
     python -m examples.div2k.train --smoke --output-dir /tmp/sr-smoke   # skimage photos
@@ -61,7 +61,7 @@ SMOKE = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 12,
 
 
 def preset(model, smoke=False):
-    """The defaults of a run of ``--model model``: its family's ``PRESETS`` (+ ``SMOKE``).
+    """The defaults of a run of ``--network model``: its family's ``PRESETS`` (+ ``SMOKE``).
 
     Args:
         model: a preset name of ``examples.div2k.models.PRESETS`` (``srresnet*``: the
@@ -78,21 +78,22 @@ def preset(model, smoke=False):
 
 
 def parse_args(argv=None):
-    """Parses the command line; defaults come from ``preset`` of the chosen ``--model``."""
+    """Parses the command line; defaults come from ``preset`` of the chosen ``--network``."""
     p = argparse.ArgumentParser(
         description="SR recipes of Li et al. (ICCV 2019): SRResNet / EDSR / EDSR-8-128 and "
         "their basis and Factor versions.",
         epilog="Examples:\n"
-        "  python -m examples.div2k.train --model edsr-8-128 --data-dir /data/DIV2K "
+        "  python -m examples.div2k.train --network edsr-8-128 --data-dir /data/DIV2K "
         "--benchmark-dir /data --output-dir /tmp/e8\n"
-        "  python -m examples.div2k.train --model edsr-8-128-basis-128-40 "
+        "  python -m examples.div2k.train --network edsr-8-128-basis-128-40 "
         "--from-pretrained /tmp/e8/model.keras --epochs 100 --output-dir /tmp/e8b40\n"
         "  python -m examples.div2k.train --smoke --output-dir /tmp/sr-smoke",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("network")
-    g.add_argument("--model", default="edsr-8-128",
-                   help="preset of models.PRESETS (default: %(default)s)")
+    g.add_argument("--network", "--model", dest="model", default="edsr-8-128", metavar="PRESET",
+                   help="preset of models.PRESETS (as --network of the CIFAR-10 recipe; "
+                        "--model is the older spelling; default: %(default)s)")
     g.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     g.add_argument("--blocks", type=int, help="override the number of residual blocks")
     g.add_argument("--channels", type=int, help="override the feature channels")
@@ -127,7 +128,7 @@ def parse_args(argv=None):
                         "default: %(default)s)")
     g.add_argument("--eval-max-lr", type=int,
                    help="centre-crop eval LR images (quick checks; default: %(default)s)")
-    g = p.add_argument_group("optimisation (defaults: the preset of --model)")
+    g = p.add_argument_group("optimisation (defaults: the preset of --network)")
     g.add_argument("--epochs", type=int, help="default: %(default)s")
     g.add_argument("--steps-per-epoch", type=int, help="default: %(default)s")
     g.add_argument("--batch-size", type=int, help="global batch size (default: %(default)s)")
@@ -150,7 +151,7 @@ def parse_args(argv=None):
                         "default: %(default)s)")
 
     selector = argparse.ArgumentParser(add_help=False)
-    selector.add_argument("--model", default="edsr-8-128")
+    selector.add_argument("--network", "--model", dest="model", default="edsr-8-128")
     selector.add_argument("--smoke", action="store_true")
     args = run.parse_with_preset(p, selector, argv, lambda a: preset(a.model, a.smoke))
     try:
@@ -186,7 +187,7 @@ def _target_config(args):
     from examples.div2k import models
 
     if args.model not in models.PRESETS:
-        raise SystemExit(f"error: unknown --model {args.model!r}; choose from "
+        raise SystemExit(f"error: unknown --network {args.model!r}; choose from "
                          f"{', '.join(models.PRESETS)}")
     fn, kwargs = models.PRESETS[args.model]
     return fn, {**kwargs, **_overrides(args)}
