@@ -153,6 +153,32 @@ class BasisGeometry:
         self.bias_constraint = lib.constraints.get(bias_constraint)
         self.input_spec = lib.layers.InputSpec(ndim=4)
 
+    def add_basis_weights(self, depth, **kwargs):
+        """Create ``basis`` ``(kh, kw, depth, m)`` and ``bias`` ``(m,)`` (or None)."""
+        self.basis = self.add_weight(
+            name="basis", shape=self.kernel_size + (depth, self.num_basis),
+            initializer=self.basis_initializer, regularizer=self.basis_regularizer,
+            constraint=self.basis_constraint, **kwargs,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.num_basis,), initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint, **kwargs,
+            )
+
+    def weight_config(self, lib):
+        """The weight arguments for ``get_config``, serialised by ``lib``."""
+        return {
+            "use_bias": self.use_bias,
+            "basis_initializer": lib.initializers.serialize(self.basis_initializer),
+            "bias_initializer": lib.initializers.serialize(self.bias_initializer),
+            "basis_regularizer": lib.regularizers.serialize(self.basis_regularizer),
+            "bias_regularizer": lib.regularizers.serialize(self.bias_regularizer),
+            "basis_constraint": lib.constraints.serialize(self.basis_constraint),
+            "bias_constraint": lib.constraints.serialize(self.bias_constraint),
+        }
+
     @property
     def depth(self):
         """``p``, the depth of the basis filters: the ``depth`` argument, or

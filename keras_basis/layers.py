@@ -107,24 +107,7 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        depth = self.build_depth(self.input_channels(input_shape))
-        self.basis = self.add_weight(
-            name="basis",
-            shape=self.kernel_size + (depth, self.num_basis),
-            initializer=self.basis_initializer,
-            regularizer=self.basis_regularizer,
-            constraint=self.basis_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.num_basis,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        self.add_basis_weights(self.build_depth(self.input_channels(input_shape)))
 
     def call(self, inputs, strides=None, padding=None, dilation_rate=None):
         """Apply the basis to every split of ``inputs``.
@@ -177,15 +160,5 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(self.geometry_config())
-        config.update(
-            {
-                "use_bias": self.use_bias,
-                "basis_initializer": keras.initializers.serialize(self.basis_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "basis_regularizer": keras.regularizers.serialize(self.basis_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "basis_constraint": keras.constraints.serialize(self.basis_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-            }
-        )
+        config.update(self.weight_config(keras))
         return config

@@ -84,25 +84,7 @@ class BasisConv2D(BasisGeometry, tf_keras.layers.Layer, _PrunableLayer, _Cluster
 
     def build(self, input_shape):
         depth = self.build_depth(self.input_channels(tf.TensorShape(input_shape).as_list()))
-        self.basis = self.add_weight(
-            name="basis",
-            shape=self.kernel_size + (depth, self.num_basis),
-            initializer=self.basis_initializer,
-            regularizer=self.basis_regularizer,
-            constraint=self.basis_constraint,
-            trainable=True,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.num_basis,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                trainable=True,
-            )
-        else:
-            self.bias = None
+        self.add_basis_weights(depth, trainable=True)
         # The parent's build sets `built` and records the build shape; tfmot's
         # strip_clustering rebuilds a fresh layer from it and needs it.
         super().build(input_shape)
@@ -161,17 +143,7 @@ class BasisConv2D(BasisGeometry, tf_keras.layers.Layer, _PrunableLayer, _Cluster
     def get_config(self):
         config = super().get_config()
         config.update(self.geometry_config())
-        config.update(
-            {
-                "use_bias": self.use_bias,
-                "basis_initializer": tf_keras.initializers.serialize(self.basis_initializer),
-                "bias_initializer": tf_keras.initializers.serialize(self.bias_initializer),
-                "basis_regularizer": tf_keras.regularizers.serialize(self.basis_regularizer),
-                "bias_regularizer": tf_keras.regularizers.serialize(self.bias_regularizer),
-                "basis_constraint": tf_keras.constraints.serialize(self.basis_constraint),
-                "bias_constraint": tf_keras.constraints.serialize(self.bias_constraint),
-            }
-        )
+        config.update(self.weight_config(tf_keras))
         return config
 
 
