@@ -62,6 +62,7 @@ def test_load_cifar_tar_labels_are_the_alphabetical_class_ids(tmp_path):
         np.testing.assert_array_equal(x[:, 0, 0, 0] // 20, y)
 
 
+@pytest.mark.slow  # decodes all 60,000 JPEGs
 def test_load_cifar_tar_on_the_shared_jpeg_copy(shared_data):
     data = G.load_cifar_tar(shared_data / "cifar10-jpeg.tar.gz")
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -223,6 +224,7 @@ def test_scanned_epochs_equal_keras_train_on_batch_and_keep_the_models_variables
     print("state buffers donated on this platform:", r["donated"])
 
 
+@pytest.mark.slow  # two JAX training runs plus TensorFlow evaluation (minutes)
 @needs_jax
 def test_cifar_run_resumes_at_the_right_epoch_and_models_load_under_tensorflow(tmp_path):
     """One 3-epoch run, and the same run interrupted after epoch 1 and resumed: the same
@@ -273,6 +275,7 @@ def test_cifar_run_resumes_at_the_right_epoch_and_models_load_under_tensorflow(t
         assert b["final_test_accuracy"][name] == pytest.approx(acc, abs=1e-9)
 
 
+@pytest.mark.slow  # a JAX SR training run (minutes)
 @needs_jax
 def test_sr_run_smoke_with_both_inits(tmp_path):
     hr = tmp_path / "hr"
