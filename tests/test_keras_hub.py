@@ -66,10 +66,7 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("family", [
-    # ResNet runs by default; the other two families are `slow` (about 30 s each).
-    pytest.param(f, marks=() if f == "resnet" else pytest.mark.slow) for f in sorted(BACKBONES)
-])
+@pytest.mark.parametrize("family", sorted(BACKBONES))
 def test_keras_hub_backbone_compress_decompress_export(family, tmp_path):
     build, n_pairs = BACKBONES[family]
     keras.utils.set_random_seed(0)
