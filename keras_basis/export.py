@@ -203,7 +203,8 @@ def export_tflite(
 
     Args:
         model: a built ``keras.Model``.
-        path: destination file (its folder must exist).
+        path: destination file (its folder must exist); None with
+            ``return_content=True`` converts without writing.
         quantize: ``None`` (float32), ``"float16"`` (float16 weights),
             ``"dynamic"`` (int8 weights, float activations) or ``"int8"``
             (full-integer: int8 weights and activations, int32 biases,
@@ -250,7 +251,7 @@ def export_tflite(
 
     Returns:
         ``pathlib.Path`` of the written file; with ``return_content=True``
-        the pair ``(path, content)``.
+        the pair ``(path, content)`` (``path`` None when nothing was written).
 
     Raises:
         ValueError: bad arguments, e.g. ``quantize="int8"`` without
@@ -280,18 +281,15 @@ def export_tflite(
             "Invalid value for argument `calibration_steps`. Expected a positive int. "
             f"Received calibration_steps={calibration_steps!r}."
         )
-    try:
-        path = pathlib.Path(os.fspath(path))
-    except TypeError:
-        raise TypeError(
-            "Invalid type for argument `path`. Expected a str or os.PathLike. "
-            f"Received path={path!r} of type {type(path).__name__}."
-        ) from None
-    if not path.parent.is_dir():
-        raise ValueError(
-            "Invalid value for argument `path`: its folder does not exist. Expected an "
-            f"existing folder. Received path='{path}'."
-        )
+    if path is None:
+        if not return_content:
+            raise TypeError(
+                "Invalid value for argument `path`: None is allowed only with "
+                "return_content=True (the bytes are returned, nothing is written). "
+                "Received path=None, return_content=False."
+            )
+    else:
+        path = _check_path(path)
     shapes = _convert.input_shapes(model, input_shape, batch_size or 1)
     model = _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads)
     if sliced_bases not in ("pad", "copy"):
@@ -308,5 +306,22 @@ def export_tflite(
     content = _convert.convert(
         model, shapes, quantize, representative_dataset, int8_io, calibration_steps
     )
-    fileio.write_bytes(path, content)
+    if path is not None:
+        fileio.write_bytes(path, content)
     return (path, content) if return_content else path
+
+
+def _check_path(path):
+    try:
+        path = pathlib.Path(os.fspath(path))
+    except TypeError:
+        raise TypeError(
+            "Invalid type for argument `path`. Expected a str or os.PathLike. "
+            f"Received path={path!r} of type {type(path).__name__}."
+        ) from None
+    if not path.parent.is_dir():
+        raise ValueError(
+            "Invalid value for argument `path`: its folder does not exist. Expected an "
+            f"existing folder. Received path='{path}'."
+        )
+    return path

@@ -496,3 +496,15 @@ def test_mixed_float16_models_export_as_float32(tmp_path):
         np.testing.assert_allclose(y, keras.ops.convert_to_numpy(reference(x)), rtol=1e-5,
                                    atol=1e-6)
         assert model.get_layer("c1").compute_dtype == "float16"  # caller's model untouched
+
+
+def test_path_none_returns_the_bytes_and_writes_nothing(tmp_path, monkeypatch):
+    x = keras.Input((6, 6, 3))
+    model = keras.Model(x, keras.layers.Conv2D(4, 3)(x))
+    monkeypatch.chdir(tmp_path)
+    path, content = keras_basis.export_tflite(model, None, return_content=True)
+    written = keras_basis.export_tflite(model, tmp_path / "m.tflite")
+    assert path is None and content == written.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    with pytest.raises(TypeError, match=r"None is allowed only with return_content=True"):
+        keras_basis.export_tflite(model, None)

@@ -167,8 +167,6 @@ def run(args):
     quantize = None if args.quantize == "none" else args.quantize
     if args.calibration_dir:
         image_files(args.calibration_dir)
-    import tempfile
-
     import keras_basis
     from keras_basis import fileio, tflite
     from keras_basis.export import fold_plan
@@ -185,18 +183,18 @@ def run(args):
         )
         print_fold_plan(plan, args.fold_threads)
         fold = [row["coefficients"] for row in plan if row["fold"]]
-    with tempfile.TemporaryDirectory(prefix="keras-basis-export-") as scratch:
-        _, content = keras_basis.export_tflite(
-            model,
-            f"{scratch}/model.tflite",
-            quantize=quantize,
-            representative_dataset=calib if quantize == "int8" else None,
-            int8_io=args.int8_io,
-            fold=fold,
-            input_shape=shape,
-            calibration_steps=args.num_calibration,
-            return_content=True,
-        )
+    # Converted in memory, verified, and only then written (atomically).
+    _, content = keras_basis.export_tflite(
+        model,
+        None,
+        quantize=quantize,
+        representative_dataset=calib if quantize == "int8" else None,
+        int8_io=args.int8_io,
+        fold=fold,
+        input_shape=shape,
+        calibration_steps=args.num_calibration,
+        return_content=True,
+    )
     size = f"size {len(content):,} bytes"
     if probe is not None:
         inputs, what = probe
