@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "NARROW_INPUTS",
+    "SPLIT_MODES",
     "BasisGeometry",
     "check_padding",
     "check_positive_int",
@@ -23,6 +24,9 @@ __all__ = [
 
 # How a call whose input is narrower than the basis depth is computed.
 NARROW_INPUTS = ("slice", "pad")
+
+# How the s splits of an input are convolved with the one basis (same result).
+SPLIT_MODES = ("batch", "dilated")
 
 
 def check_positive_int(name, value, layer_name):
@@ -72,13 +76,13 @@ def check_padding(padding, layer_name):
 
 
 def validate_arguments(name, num_basis, kernel_size, splits, depth, strides, padding,
-                       dilation_rate, data_format, narrow_inputs):
+                       dilation_rate, data_format, narrow_inputs, split_mode="batch"):
     """Validated, normalised constructor arguments of a basis convolution.
 
     Returns:
         dict with the keys ``num_basis``, ``kernel_size``, ``splits``,
-        ``depth``, ``strides``, ``padding``, ``dilation_rate``, ``data_format``
-        and ``narrow_inputs``.
+        ``depth``, ``strides``, ``padding``, ``dilation_rate``, ``data_format``,
+        ``narrow_inputs`` and ``split_mode``.
     """
     if splits is not None and depth is not None:
         raise ValueError(
@@ -95,6 +99,7 @@ def validate_arguments(name, num_basis, kernel_size, splits, depth, strides, pad
         dilation_rate=int_pair("dilation_rate", dilation_rate, name),
         data_format=data_format,
         narrow_inputs=narrow_inputs,
+        split_mode=split_mode,
     )
     if max(args["strides"]) > 1 and max(args["dilation_rate"]) > 1:
         raise ValueError(
@@ -114,7 +119,26 @@ def validate_arguments(name, num_basis, kernel_size, splits, depth, strides, pad
             f"Invalid value for argument `narrow_inputs` of layer '{name}'. Expected "
             f"one of {NARROW_INPUTS}. Received narrow_inputs={narrow_inputs!r}."
         )
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(
+            f"Invalid value for argument `split_mode` of layer '{name}'. Expected one "
+            f"of {SPLIT_MODES}. Received split_mode={split_mode!r}."
+        )
     return args
+
+
+def dilated_form_exact(kernel_size, strides, padding, dilation_rate):
+    """Whether the transpose-free ``"dilated"`` split form equals the batch form.
+
+    The splits are laid side by side along the width (``(N, H, W*s, p)``) and
+    convolved with the width dilation multiplied by ``s``: exact when the
+    width stride is 1 and the "same" padding of the width is symmetric
+    (``(kw - 1) * dw`` even), or with "valid" padding. Convolutions do not
+    combine a stride > 1 with a dilation > 1, so the height stride must be 1
+    too.
+    """
+    kw, dw = kernel_size[1], dilation_rate[1]
+    return tuple(strides) == (1, 1) and (padding == "valid" or ((kw - 1) * dw) % 2 == 0)
 
 
 class BasisGeometry:
@@ -123,7 +147,7 @@ class BasisGeometry:
     A mixin: the layer's ``__init__`` calls :meth:`set_geometry` with the
     result of :func:`validate_arguments`, which sets ``num_basis``,
     ``kernel_size``, ``splits``, ``strides``, ``padding``, ``dilation_rate``,
-    ``data_format``, ``narrow_inputs`` and ``depth_argument`` (the constructor's
+    ``data_format``, ``narrow_inputs``, ``split_mode`` and ``depth_argument`` (the constructor's
     ``depth``, never rewritten); after ``build`` the layer has ``basis`` (a
     weight of shape ``(kh, kw, depth, m)``).
     """
@@ -139,6 +163,7 @@ class BasisGeometry:
         self.dilation_rate = args["dilation_rate"]
         self.data_format = args["data_format"]
         self.narrow_inputs = args["narrow_inputs"]
+        self.split_mode = args.get("split_mode", "batch")
 
     def set_weight_options(self, lib, use_bias, basis_initializer, bias_initializer,
                            basis_regularizer, bias_regularizer, basis_constraint,
@@ -281,4 +306,6 @@ class BasisGeometry:
             config["splits"] = self.splits
         if self.narrow_inputs != "slice":
             config["narrow_inputs"] = self.narrow_inputs
+        if self.split_mode != "batch":
+            config["split_mode"] = self.split_mode
         return config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_basis._geometry import BasisGeometry, validate_arguments
+from keras_basis._geometry import BasisGeometry, dilated_form_exact, validate_arguments
 
 __all__ = ["BasisConv2D"]
 
@@ -23,9 +23,17 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
     sum_j A[g*m + j, i] * B[:, :, :, j]`` (Li et al., "Learning Filter Basis
     for Convolutional Neural Network Compression", ICCV 2019, Eq. 17).
 
-    Implementation: the splits are folded into the batch (reshape to
-    ``(N*s, H, W, p)``, one convolution, reshape back), so the basis is
-    stored and computed as one ordinary convolution kernel.
+    Implementation (``split_mode``): ``"batch"`` (default) folds the splits
+    into the batch (reshape and transpose to ``(N*s, H, W, p)``, one
+    convolution, back); ``"dilated"`` lays them side by side along the width
+    with no transpose (reshape ``(N, H, W, s*p)`` to ``(N, H, W*s, p)``, one
+    convolution with the width dilation times ``s``, reshape
+    ``(N, H', W'*s, m)`` to ``(N, H', W', s*m)``, already split-major). Both
+    compute the same; which runs faster depends on the layer and the
+    runtime (``keras_basis.latency``). The dilated form needs strides of 1
+    and symmetric "same" padding (odd ``(kw - 1) * dw`` pads one side more);
+    a call where it is not exact uses the batch form. Either way the
+    basis is stored and computed as one ordinary convolution kernel.
 
     Sharing: one layer instance called at several places shares its basis
     (Keras weight sharing). Each call may see a different number of input
@@ -56,6 +64,8 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
             the basis depth and convolves with the whole basis (the same
             result; ``export_tflite`` uses it so that the file stores a shared
             basis once instead of one constant per slice).
+        split_mode: ``"batch"`` (default) or ``"dilated"``: how ``s > 1``
+            splits are computed (see Implementation; the same result).
 
     Attributes:
         depth: the basis depth ``p``: the ``depth`` argument, or ``c / splits``
@@ -94,12 +104,14 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
         bias_constraint=None,
         data_format=None,
         narrow_inputs="slice",
+        split_mode="batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.set_geometry(validate_arguments(
             self.name, num_basis, kernel_size, splits, depth, strides, padding,
             dilation_rate, data_format or keras.config.image_data_format(), narrow_inputs,
+            split_mode,
         ))
         self.set_weight_options(
             keras, use_bias, basis_initializer, bias_initializer, basis_regularizer,
@@ -126,6 +138,10 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
                 x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, depth - p]])
             else:
                 basis = basis[:, :, :p, :]
+        if s > 1 and self.split_mode == "dilated" and dilated_form_exact(
+            self.kernel_size, strides, padding, dilation_rate
+        ):
+            return self._dilated_call(x, basis, s, p, strides, padding, dilation_rate)
         if s > 1:
             shape = ops.shape(inputs)
             h, w = shape[1], shape[2]
@@ -149,6 +165,31 @@ class BasisConv2D(BasisGeometry, keras.layers.Layer):
             y = ops.transpose(y, (0, 2, 3, 1, 4))
             y = ops.reshape(y, (-1, ho, wo, s * self.num_basis))
         return y
+
+    def _dilated_call(self, x, basis, s, p, strides, padding, dilation_rate):
+        """The transpose-free split form: splits side by side along the width.
+
+        Channel block ``g`` of pixel ``w`` lands at width ``w*s + g``; a width
+        dilation of ``s * dw`` makes each output at ``wo*s + g`` read only
+        split ``g``, and "same" padding of ``s * (kw - 1) * dw / 2`` columns
+        per side is exactly ``(kw - 1) * dw / 2`` zero pixels of each split.
+        """
+        shape = ops.shape(x)
+        h, w = shape[1], shape[2]
+        x = ops.reshape(x, (-1, h, w * s, p))
+        y = ops.conv(
+            x,
+            basis,
+            strides=strides,
+            padding=padding,
+            dilation_rate=(dilation_rate[0], dilation_rate[1] * s),
+            data_format="channels_last",
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        shape = ops.shape(y)
+        ho, wos = shape[1], shape[2]
+        return ops.reshape(y, (-1, ho, wos // s, s * self.num_basis))
 
     def compute_output_spec(self, inputs, strides=None, padding=None, dilation_rate=None):
         shape = self.compute_output_shape(inputs.shape, strides, padding, dilation_rate)

@@ -205,6 +205,8 @@ def test_narrow_input_modes_compute_the_same(rng, narrow_inputs):
          r"layer 'bad'.*strides=\(2, 2\), dilation_rate=\(2, 2\)"),
         (dict(num_basis=4, kernel_size=3, narrow_inputs="zero"), ValueError,
          r"`narrow_inputs` of layer 'bad'.*\('slice', 'pad'\).*narrow_inputs='zero'"),
+        (dict(num_basis=4, kernel_size=3, split_mode="width"), ValueError,
+         r"`split_mode` of layer 'bad'.*\('batch', 'dilated'\).*split_mode='width'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, match):
@@ -223,3 +225,80 @@ def test_bad_inputs():
         layer(keras.Input((8, 8, 6)))
     with pytest.raises(ValueError, match=r"`strides` of layer 'b3'.*strides=\(0, 0\)"):
         layer(keras.Input((8, 8, 8)), strides=0)
+
+
+# ------------------------------------------------------- split_mode="dilated"
+@pytest.mark.parametrize(
+    "c,k,s,m,strides,padding,dilation,h,w",
+    [
+        (8, 3, 2, 5, 1, "same", 1, 7, 6),
+        (8, 3, 4, 3, 1, "valid", 1, 7, 6),
+        (12, 3, 4, 4, (2, 1), "same", 1, 9, 8),   # a stride: falls back to batch
+        (6, (3, 5), 2, 2, 1, "same", (1, 2), 6, 9),
+        (8, 2, 2, 3, 1, "same", 1, 6, 6),          # even kw, "same": falls back to batch
+        (8, 3, 2, 3, 2, "same", 1, 8, 8),          # width stride 2: falls back to batch
+        (16, 1, 4, 3, 1, "valid", 1, 5, 5),
+    ],
+)
+def test_dilated_split_mode_matches_numpy_and_the_batch_form(rng, c, k, s, m, strides,
+                                                            padding, dilation, h, w):
+    geometry = dict(strides=strides, padding=padding, dilation_rate=dilation)
+    dil = BasisConv2D(m, k, splits=s, split_mode="dilated", use_bias=True, **geometry)
+    ref_layer = BasisConv2D(m, k, splits=s, use_bias=True, **geometry)
+    x = rng.standard_normal((2, h, w, c)).astype("float32")
+    dil.build(x.shape)
+    ref_layer.build(x.shape)
+    basis = rng.standard_normal(tuple(dil.basis.shape)).astype("float32")
+    bias = rng.standard_normal(m).astype("float32")
+    for layer in (dil, ref_layer):
+        layer.basis.assign(basis)
+        layer.bias.assign(bias)
+    out = keras.ops.convert_to_numpy(dil(x))
+    batch = keras.ops.convert_to_numpy(ref_layer(x))
+    st = (strides, strides) if isinstance(strides, int) else strides
+    dl = (dilation, dilation) if isinstance(dilation, int) else dilation
+    p = c // s
+    numpy = np.concatenate(
+        [conv2d_nhwc(x[..., g * p:(g + 1) * p], basis, st, padding, dl, bias=bias)
+         for g in range(s)], axis=-1)  # split-major: channel g*m + j
+    assert out.shape == numpy.shape == tuple(dil.compute_output_shape(x.shape))
+    np.testing.assert_allclose(out, numpy, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out, batch, rtol=1e-5, atol=1e-5)
+
+
+def test_dilated_split_mode_config_round_trip():
+    layer = BasisConv2D(4, 3, splits=2, split_mode="dilated")
+    assert layer.get_config()["split_mode"] == "dilated"
+    assert BasisConv2D.from_config(layer.get_config()).split_mode == "dilated"
+    assert "split_mode" not in BasisConv2D(4, 3).get_config()  # default stays implicit
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite needs TensorFlow")
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("s,padding", [(2, "same"), (4, "valid")])
+def test_dilated_split_mode_tflite_equals_the_batch_form(rng, tmp_path, quantize, s, padding):
+    """float32 and int8 files of the two forms compute the same (and have no TRANSPOSE)."""
+    from keras_basis import export_tflite, tflite
+
+    c, n, m = 16, 12, 8
+    x = rng.standard_normal((16, 10, 10, c)).astype("float32")
+    contents, outputs = {}, {}
+    for mode in ("batch", "dilated"):
+        inp = keras.Input((10, 10, c))
+        basis = BasisConv2D(m, 3, splits=s, padding=padding, split_mode=mode)
+        model = keras.Model(inp, keras.layers.Conv2D(n, 1)(basis(inp)))
+        if mode == "batch":
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        _, content = export_tflite(model, None, quantize=quantize, representative_dataset=x,
+                                   return_content=True)
+        contents[mode] = content
+        outputs[mode] = tflite.run_tflite(content, x[:4])
+        ops = tflite.op_histogram(content)
+        assert ("TRANSPOSE" in ops) == (mode == "batch"), ops
+    keras_out = keras.ops.convert_to_numpy(model(x[:4]))
+    scale = float(np.max(np.abs(keras_out)))
+    tol = 1e-5 if quantize is None else 0.05
+    np.testing.assert_allclose(outputs["dilated"], keras_out, atol=tol * scale)
+    np.testing.assert_allclose(outputs["dilated"], outputs["batch"], atol=tol * scale)

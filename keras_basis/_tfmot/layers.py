@@ -70,12 +70,15 @@ class BasisConv2D(BasisGeometry, tf_keras.layers.Layer, _PrunableLayer, _Cluster
         bias_constraint=None,
         data_format=None,
         narrow_inputs="slice",
+        split_mode="batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # split_mode is kept for the config round trip with the Keras 3 layer;
+        # this twin always computes the batch form (the same result).
         self.set_geometry(validate_arguments(
             self.name, num_basis, kernel_size, splits, depth, strides, padding,
-            dilation_rate, data_format or "channels_last", narrow_inputs,
+            dilation_rate, data_format or "channels_last", narrow_inputs, split_mode,
         ))
         self.set_weight_options(
             tf_keras, use_bias, basis_initializer, bias_initializer, basis_regularizer,
