@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from keras_basis.cli import bench, compress, demo, export, options, report
+from keras_basis.cli import bench, compress, demo, export, options, profile, report
 from keras_basis.cli.io_helpers import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -28,7 +28,7 @@ from keras_basis.cli.io_helpers import (
 )
 
 PROG = "keras-basis"
-COMMANDS = {module.NAME: module for module in (compress, report, export, bench, demo)}
+COMMANDS = {module.NAME: module for module in (compress, report, export, bench, profile, demo)}
 DESCRIPTION = (
     "Compress Keras 3 CNNs with learned filter bases (Li et al., ICCV 2019) "
     "and export them to TFLite (LiteRT)."
@@ -39,6 +39,7 @@ EXAMPLES = (
     "report small.keras --plot spectra.png",
     "export small.keras small.tflite --quantize int8 --calibration-dir images/",
     "bench model.tflite small.tflite",
+    "profile model.keras --quantize int8 --out table.json",
 )
 EXIT_STATUS = (
     "exit status: 0 done; 1 error (one line on stderr); 2 usage error; 3 nothing to do "
