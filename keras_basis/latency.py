@@ -447,8 +447,9 @@ class LatencyTable:
     def measure_threads(self, geometry, forms, quantize="float32", threads=(1,), *, runs=30,
                         warmup=5):
         """:meth:`measure` for several thread counts (forms converted once): ``{t: {form: ms}}``."""
-        forms = list(dict.fromkeys(self._slot(geometry, f, quantize, 1)[1] for f in forms
-                                   if _check_form(geometry, f)))
+        forms = list(dict.fromkeys(self._slot(geometry, f, quantize, 1)[1] for f in forms))
+        for form in forms:
+            _check_form(geometry, form)
         threads = [_check_threads(t) for t in threads]
         missing = [f for f in forms if any(self.get(geometry, f, quantize, t) is None
                                            for t in threads)]
