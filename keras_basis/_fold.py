@@ -1,94 +1,77 @@
-"""fold_plan(): time every basis pair against its dense form, as TFLite files.
+"""fold_plan(): the fastest TFLite form of every basis pair, from the latency table.
 
-Each pair becomes two one-layer Keras models (the pair, and the dense
-``Conv2D`` it equals), converted with the export's converter core
-(``keras_basis._convert``) and timed with ``keras_basis.tflite``.
-``export_tflite(fold="auto")`` folds the pairs whose dense form is faster.
+Each pair is looked up (or measured on this machine) in a
+:class:`keras_basis.latency.LatencyTable` in three forms: the dense ``Conv2D``
+it equals, the pair with the batch split form and, for ``s > 1`` where it is
+exact, the transpose-free dilated split form. ``export_tflite(fold="auto")``
+folds the pairs whose dense form is fastest and gives each kept basis its
+fastest split form. The same table drives ``compress(objective="latency")``,
+so a table measured on a phone drives both.
 """
 
 from __future__ import annotations
 
-import keras
-import numpy as np
+import os
 
-from keras_basis import _convert, tflite
+from keras_basis import _convert, latency
+from keras_basis._geometry import dilated_form_exact
 from keras_basis._transform import graph
-from keras_basis._transform.macs import count_macs
-from keras_basis.layers import BasisConv2D
 
-__all__ = ["fold_plan"]
+__all__ = ["fold_plan", "split_modes"]
 
-
-def _static_pair_shapes(model, pairs, input_shapes):
-    """Input shapes of the basis calls for a static model input shape.
-
-    Symbolic propagation (``compute_output_spec``) through a probe model that
-    ends at the basis inputs: no computation, no new nodes on the caller's
-    layers.
-    """
-    tensors, names = [], []
-    for pair in pairs:
-        if pair.owner is not model:
-            raise ValueError(
-                f"Cannot infer the input shape of basis pair '{pair.name}' inside the "
-                f"nested model '{pair.owner.name}'. Expected a model whose basis pairs "
-                "are its own layers, or a nested model with a static input shape."
-            )
-        tensors.append(graph.pair_input(pair))
-        names.append(pair.name)
-    probe = keras.Model(model.inputs, tensors)
-    specs = [keras.KerasTensor(shape) for shape in input_shapes]
-    out = probe.compute_output_spec(specs[0] if len(specs) == 1 else specs)
-    out = out if isinstance(out, (list, tuple)) else [out]
-    return {name: tuple(spec.shape) for name, spec in zip(names, out)}
+# export_tflite's quantize -> the table's kernels: float16 weights are
+# dequantised to float32 at load time (float32 kernels); dynamic-range files
+# run hybrid kernels, which the table does not hold: timed as float32.
+_TABLE_QUANTIZE = {None: "float32", "float16": "float32", "dynamic": "float32", "int8": "int8"}
 
 
-def _pair_models(pair, batch_shape):
-    """One-layer Keras models: a basis pair and the dense conv it equals.
-
-    A narrow input (fewer channels than the basis depth) is zero-padded, as
-    ``export_tflite``'s default ``sliced_bases="pad"`` does.
-    """
-    basis, coef = pair.basis_layer, pair.coef_layer
-    geometry = {
-        "strides": pair.strides,
-        "padding": pair.padding,
-        "dilation_rate": pair.dilation_rate,
-    }
-    x = keras.Input(batch_shape=batch_shape)
-    y = BasisConv2D(
-        pair.m, pair.kernel_size, depth=basis.depth, use_bias=basis.use_bias,
-        narrow_inputs="pad", **geometry,
-    )(x)
-    y = keras.layers.Conv2D(pair.n, 1, use_bias=coef.use_bias)(y)
-    dense = keras.layers.Conv2D(pair.n, pair.kernel_size, use_bias=coef.use_bias, **geometry)
-    return keras.Model(x, y), keras.Model(x, dense(x))
+def _table(latency_table):
+    if latency_table is None:
+        return latency.LatencyTable()
+    if isinstance(latency_table, latency.LatencyTable):
+        return latency_table
+    if isinstance(latency_table, (str, os.PathLike)):
+        return latency.LatencyTable.load(latency_table)
+    raise TypeError(
+        "Invalid type for argument `latency_table`. Expected None, a path of a table "
+        "written by `keras-basis profile` or a keras_basis.latency.LatencyTable. "
+        f"Received latency_table={latency_table!r} of type {type(latency_table).__name__}."
+    )
 
 
-def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, warmup=3):
-    """Time every basis pair against its dense form; say which to fold back.
+def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, warmup=3,
+              latency_table=None):
+    """The fastest TFLite form of every basis pair; says which to fold back.
 
-    Each pair (basis conv + 1x1 coefficients) and the dense ``Conv2D`` it
-    equals are converted to one-layer TFLite models at the pair's input
-    shape, batch 1, in the export's ``quantize`` mode (int8 calibrated on
-    random data: the timing does not depend on the values), and timed with
-    ``keras_basis.tflite.benchmark_tflite``. Pairs of identical geometry are
-    timed once. This is also a per-layer profile of a basis model.
+    Each pair (basis conv + 1x1 coefficients) is costed in up to three forms
+    at its input shape, batch 1: ``"dense"`` (the ``Conv2D`` it equals),
+    ``"batch"`` and, for ``s > 1`` at stride 1, ``"dilated"`` (the two split
+    forms of ``BasisConv2D(split_mode=...)``). The costs come from
+    ``latency_table`` when it holds them (e.g. timed on a phone with
+    LiteRT's ``benchmark_model``, see tflite/README.md); the missing ones are
+    measured on this machine as one-layer TFLite files, timed interleaved
+    (:meth:`keras_basis.latency.LatencyTable.measure`), and added to the
+    table. Pairs of identical geometry are measured once.
 
     Args:
         model: a ``keras.Model`` with basis pairs (``keras_basis.basis_pairs``).
-        quantize: as in ``export_tflite``.
+        quantize: as in ``export_tflite`` (``"int8"`` uses the table's int8
+            timings, the others its float32 ones).
         threads: interpreter threads for the timing.
         input_shape: model input shape without batch, when it has unknown
             spatial dims (a list for several inputs).
-        runs, warmup: as in ``benchmark_tflite``.
+        runs, warmup: timed and untimed rounds of the measurements.
+        latency_table: None (measure into a fresh table), a path or a
+            ``keras_basis.latency.LatencyTable`` (extended in place).
 
     Returns:
         list of dicts, one per pair in graph order: ``coefficients`` (the 1x1
         conv's name, what ``decompress(layers=...)`` takes), ``basis``,
-        ``input_shape``, ``basis_ms``, ``dense_ms``, ``basis_macs``,
-        ``dense_macs`` (per image, ``keras_basis.count_macs`` of the two
-        one-layer models) and ``fold`` (True where dense is faster).
+        ``input_shape``, ``dense_ms``, ``batch_ms``, ``dilated_ms`` (None
+        where that form is not exact), ``basis_ms`` (the faster split form),
+        ``form`` (the fastest of ``"dense"``, ``"batch"``, ``"dilated"``; a
+        tie keeps the pair), ``fold`` (``form == "dense"``), ``basis_macs``
+        and ``dense_macs`` (per image).
 
     Example:
 
@@ -96,43 +79,51 @@ def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, war
     ['stage1_block1_coef']
     """
     _convert.check_model(model)
-    pairs = graph.basis_pairs(model)
-    shapes = {pair.name: tuple(pair.input_shape) for pair in pairs}
-    if any(None in shape[1:] for shape in shapes.values()):
-        shapes.update(
-            _static_pair_shapes(model, pairs, _convert.input_shapes(model, input_shape, 1))
-        )
-    rng = np.random.default_rng(0)
-    cache, plan = {}, []
-    for pair in pairs:
-        batch_shape = (1,) + tuple(int(v) for v in shapes[pair.name][1:])
-        key = (
-            batch_shape, pair.n, pair.kernel_size, pair.s, pair.p, pair.m, pair.strides,
-            pair.padding, pair.dilation_rate, pair.basis_layer.depth,
-            pair.basis_layer.use_bias, pair.coef_layer.use_bias,
-        )
-        if key not in cache:
-            pair_model, dense_model = _pair_models(pair, batch_shape)
-            data = rng.standard_normal((8,) + batch_shape[1:]).astype(np.float32)
-            timing = []
-            for m in (pair_model, dense_model):
-                content = _convert.convert(m, [batch_shape], quantize, data, False, 8)
-                result = tflite.benchmark_tflite(
-                    content, threads=threads, runs=runs, warmup=warmup
-                )
-                timing.append(result["median_ms"])
-            cache[key] = (timing[0], timing[1], count_macs(pair_model), count_macs(dense_model))
-        basis_ms, dense_ms, basis_macs, dense_macs = cache[key]
-        plan.append(
-            {
-                "coefficients": pair.name,
-                "basis": pair.basis_layer.name,
-                "input_shape": batch_shape,
-                "basis_ms": basis_ms,
-                "dense_ms": dense_ms,
-                "basis_macs": int(basis_macs),
-                "dense_macs": int(dense_macs),
-                "fold": dense_ms < basis_ms,
-            }
-        )
+    table = _table(latency_table)
+    mode = _TABLE_QUANTIZE[quantize]
+    pairs = {pair.name: pair for pair in graph.basis_pairs(model)}
+    sites = [site for site in latency.layer_geometries(model, input_shape=input_shape)
+             if site.layer in pairs]
+    plan = []
+    for site in sites:
+        pair, g = pairs[site.layer], site.geometry
+        forms = {"dense": "dense", "batch": latency.pair_form(pair.s, pair.m)}
+        if pair.s > 1 and dilated_form_exact(g.kernel_size, g.strides, g.padding,
+                                             g.dilation_rate):
+            forms["dilated"] = latency.pair_form(pair.s, pair.m, dilated=True)
+        ms = table.measure(g, list(forms.values()), mode, threads, runs=runs, warmup=warmup)
+        cost = {name: ms[form] for name, form in forms.items()}
+        split = min((name for name in cost if name != "dense"), key=cost.get)
+        form = "dense" if cost["dense"] < cost[split] else split
+        plan.append({
+            "coefficients": pair.name,
+            "basis": pair.basis_layer.name,
+            "input_shape": (1, g.height, g.width, g.c),
+            "dense_ms": cost["dense"],
+            "batch_ms": cost["batch"],
+            "dilated_ms": cost.get("dilated"),
+            "basis_ms": cost[split],
+            "form": form,
+            "fold": form == "dense",
+            "basis_macs": int(g.macs(forms["batch"])),
+            "dense_macs": int(g.macs("dense")),
+        })
     return plan
+
+
+def split_modes(plan):
+    """``{basis layer name: "batch" | "dilated"}`` for the bases a plan keeps.
+
+    A basis shared by several pairs gets the split form with the smaller
+    total time over its kept pairs (a pair without a dilated form counts its
+    batch time for both).
+    """
+    totals = {}
+    for row in plan:
+        if row["fold"]:
+            continue
+        t = totals.setdefault(row["basis"], {"batch": 0.0, "dilated": 0.0})
+        t["batch"] += row["batch_ms"]
+        t["dilated"] += row["batch_ms"] if row["dilated_ms"] is None else row["dilated_ms"]
+    return {name: "dilated" if t["dilated"] < t["batch"] else "batch"
+            for name, t in totals.items()}

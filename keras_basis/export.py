@@ -3,8 +3,9 @@
 One call turns a model into a ``.tflite`` file: float32,
 float16 weights, dynamic-range or full-integer int8, builtin ops only, written
 atomically. Optionally folds basis pairs back into dense convolutions first
-(``fold``), everywhere or only where the dense form measured faster
-(:func:`fold_plan`).
+(``fold``), everywhere or only where the dense form is faster, and gives every
+kept basis its fastest split form (:func:`fold_plan`, driven by the latency
+table of :mod:`keras_basis.latency`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,41 @@ import keras
 import numpy as np
 
 from keras_basis import _convert, fileio
-from keras_basis._fold import fold_plan
+from keras_basis._fold import fold_plan, split_modes
 from keras_basis._transform import clone, graph
 from keras_basis.layers import BasisConv2D
 from keras_basis.transform import basis_pairs, decompress
 
-__all__ = ["export_tflite", "fold_plan"]
+__all__ = ["export_tflite", "fold_plan", "split_modes"]
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+SPLIT_MODES = ("batch", "dilated")
+
+
+def _check_split_mode(split_mode, model):
+    """None, "batch", "dilated" or {basis layer name: "batch" | "dilated"}."""
+    if split_mode is None or (isinstance(split_mode, str) and split_mode in SPLIT_MODES):
+        return split_mode
+    if not isinstance(split_mode, dict):
+        raise ValueError(
+            "Invalid value for argument `split_mode`. Expected None, 'batch', 'dilated' or "
+            "a dict {basis layer name: 'batch' | 'dilated'}. "
+            f"Received split_mode={split_mode!r}."
+        )
+    bases = sorted({pair.basis_layer.name for pair in basis_pairs(model)})
+    for name, mode in split_mode.items():
+        if name not in bases:
+            raise ValueError(
+                f"Invalid value for argument `split_mode`: {name!r} is not a basis layer of "
+                f"model '{model.name}'. Expected names from {bases!r}. "
+                f"Received split_mode={split_mode!r}."
+            )
+        if mode not in SPLIT_MODES:
+            raise ValueError(
+                f"Invalid value for argument `split_mode` of basis layer '{name}'. Expected "
+                f"one of {SPLIT_MODES}. Received {mode!r}."
+            )
+    return split_mode
 
 
 def _check_options(quantize, representative_dataset, int8_io, batch_size, fold):
@@ -83,7 +111,7 @@ def _is_reduced_precision(layer):
     return bool(dtypes & {"float16", "bfloat16"})
 
 
-def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
+def _export_copy(model, prelu_to_leaky_relu, narrow_inputs, split_mode=None):
     """``model``, or a copy whose layers compute the same in an export-friendly way.
 
     * Every single-slope PReLU becomes the equal LeakyReLU (with
@@ -94,6 +122,8 @@ def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
     * Every BasisConv2D called on fewer channels than its depth gets
       ``narrow_inputs`` (``"pad"``: the file stores the basis once; ``"slice"``:
       one constant per distinct slice).
+    * Every BasisConv2D gets the split form ``split_mode`` asks for (one
+      mode for all, or a dict by basis layer name; None keeps each layer's).
     * Every layer under a float16/bfloat16 policy (``mixed_float16``,
       ``mixed_bfloat16``) is copied under ``"float32"`` with the same
       weights (mixed-precision variables are float32 already): the builtin
@@ -105,18 +135,27 @@ def _export_copy(model, prelu_to_leaky_relu, narrow_inputs):
     narrow = {id(ly) for ly, ow in graph.walk(model)
               if _narrow_calls(ly, ow) and ly.narrow_inputs != narrow_inputs}
     low = {id(ly) for ly, _ in graph.walk(model) if _is_reduced_precision(ly)}
-    if not prelus and not narrow and not low:
+    modes = {}
+    for ly, _ in graph.walk(model):
+        if isinstance(ly, BasisConv2D) and split_mode is not None:
+            mode = split_mode if isinstance(split_mode, str) else split_mode.get(ly.name)
+            if mode is not None and mode != ly.split_mode:
+                modes[id(ly)] = mode
+    if not prelus and not narrow and not low and not modes:
         return model
 
     def edit(config, layer):
         if id(layer) in narrow:
             config["narrow_inputs"] = narrow_inputs
+        if id(layer) in modes:
+            config["split_mode"] = modes[id(layer)]
         if id(layer) in low:
             config["dtype"] = "float32"
         return config
 
     def layer_fn(layer):
-        if id(layer) in narrow or (id(layer) in low and id(layer) not in prelus):
+        if id(layer) in narrow or id(layer) in modes or (
+                id(layer) in low and id(layer) not in prelus):
             return clone.copy_layer(layer, lambda config: edit(config, layer))
         if id(layer) not in prelus:
             return None  # plain copy with the same weights
@@ -146,9 +185,10 @@ def _warn_sliced_sharing(model):
         )
 
 
-def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads):
+def _apply_fold(model, fold, quantize, shapes, fold_threads, latency_table, split_mode):
+    """``(model with the chosen pairs folded, split modes of the kept bases)``."""
     if fold is False or fold is None:
-        return model
+        return model, split_mode
     if fold is True:
         names = [pair.name for pair in basis_pairs(model)]
     elif fold == "auto":
@@ -158,8 +198,11 @@ def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_thre
             quantize=quantize,
             threads=fold_threads,
             input_shape=given[0] if len(given) == 1 else given,
+            latency_table=latency_table,
         )
         names = [row["coefficients"] for row in plan if row["fold"]]
+        if split_mode is None:  # the measured fastest split form of every kept basis
+            split_mode = split_modes(plan)
     else:
         names = list(fold)
         known = sorted(pair.name for pair in basis_pairs(model))
@@ -171,8 +214,12 @@ def _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_thre
                 f"{known!r}. Received fold={fold!r}."
             )
     if not names:
-        return model
-    return decompress(model, layers=names)
+        return model, split_mode
+    folded = decompress(model, layers=names)
+    if isinstance(split_mode, dict):  # bases left without a pair are gone
+        kept = {pair.basis_layer.name for pair in basis_pairs(folded)}
+        split_mode = {name: mode for name, mode in split_mode.items() if name in kept}
+    return folded, split_mode
 
 
 # ----------------------------------------------------------------------- API
@@ -191,6 +238,8 @@ def export_tflite(
     prelu_to_leaky_relu=True,
     sliced_bases="pad",
     return_content=False,
+    split_mode=None,
+    latency_table=None,
 ):
     """Convert a Keras model (basis layers included) to a ``.tflite`` file.
 
@@ -219,10 +268,12 @@ def export_tflite(
             int8 too (default float32 with (de)quantize ops at the ends).
         fold: fold basis pairs back into dense ``Conv2D`` before conversion:
             ``False`` (default), ``True`` (all), ``"auto"`` (only the pairs
-            whose dense form measured faster as a one-layer TFLite model at the
-            layer's input shape, batch 1, ``fold_threads`` threads; see
-            :func:`fold_plan`), or a list of coefficient-conv
-            names. Uses ``keras_basis.decompress``.
+            whose dense form is faster as a one-layer TFLite model at the
+            layer's input shape, batch 1, ``fold_threads`` threads, according
+            to ``latency_table`` or measured here; the kept bases get their
+            faster split form unless ``split_mode`` is given; see
+            :func:`fold_plan`), or a list of coefficient-conv names. Uses
+            ``keras_basis.decompress``.
         input_shape: the input shape without the batch axis, needed when the
             model has unknown spatial dims (e.g. ``(128, 128, 3)`` for a
             fully convolutional super-resolution network); a list for several
@@ -243,6 +294,13 @@ def export_tflite(
             TFLite stores as one more constant per distinct slice (fewer MACs,
             larger file; a warning says how many).
 
+        split_mode: the split form of the exported basis layers (the same
+            result): None (default: as each layer has it, or measured with
+            ``fold="auto"``), ``"batch"``, ``"dilated"`` (transpose-free, where
+            exact) or a dict ``{basis layer name: mode}``.
+        latency_table: with ``fold="auto"``: a path or
+            ``keras_basis.latency.LatencyTable`` of layer timings (e.g. from a
+            phone, see tflite/README.md); missing entries are measured here.
         return_content: also return the bytes written (default False). Verify
             and measure those (``keras_basis.tflite.compare_with_keras``
             accepts bytes; ``len(content)`` is the size), not the file at
@@ -291,7 +349,9 @@ def export_tflite(
     else:
         path = _check_path(path)
     shapes = _convert.input_shapes(model, input_shape, batch_size or 1)
-    model = _apply_fold(model, fold, quantize, representative_dataset, shapes, fold_threads)
+    split_mode = _check_split_mode(split_mode, model)
+    model, split_mode = _apply_fold(model, fold, quantize, shapes, fold_threads, latency_table,
+                                    split_mode)
     if sliced_bases not in ("pad", "copy"):
         raise ValueError(
             "Invalid value for argument `sliced_bases`. Expected 'pad' or 'copy'. "
@@ -300,7 +360,7 @@ def export_tflite(
     if sliced_bases == "copy":
         _warn_sliced_sharing(model)
     narrow_inputs = "pad" if sliced_bases == "pad" else "slice"
-    model = _export_copy(model, prelu_to_leaky_relu, narrow_inputs)
+    model = _export_copy(model, prelu_to_leaky_relu, narrow_inputs, split_mode)
     if batch_size is None:
         shapes = [(None,) + s[1:] for s in shapes]
     content = _convert.convert(

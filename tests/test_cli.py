@@ -415,7 +415,7 @@ def test_export_fold_auto_follows_its_printed_plan(work, compressed):
     assert_ok(compressed[0])
     result = run_cli("export", "half.keras", "half_auto.tflite", "--fold", "auto", cwd=work)
     assert_ok(result)
-    decisions = re.findall(r"^\s+(c\d)\s.*-> (fold|keep)$", result.stdout, re.M)
+    decisions = re.findall(r"^\s+(c\d)\s.*-> (fold|keep)\b", result.stdout, re.M)
     assert [name for name, _ in decisions] == ["c1", "c2", "c3"], result.stdout
     folded = sum(d == "fold" for _, d in decisions)
     # A kept pair is two convolutions (basis + coefficients), a folded one is one.

@@ -24,7 +24,7 @@ def _flags(help_text):
 
 
 def test_registry_has_every_command_with_register_and_run():
-    assert list(cli.COMMANDS) == ["compress", "report", "export", "bench", "demo"]
+    assert list(cli.COMMANDS) == ["compress", "report", "export", "bench", "profile", "demo"]
     for name, module in cli.COMMANDS.items():
         assert module.NAME == name
         assert callable(module.register) and callable(module.run)

@@ -398,8 +398,10 @@ def test_fold_auto_folds_what_the_plan_says(model_and_data, tmp_path, monkeypatc
 
     def fake_plan(m, **kwargs):
         calls.update(kwargs)
-        return [{"coefficients": "block0_coef", "fold": True},
-                {"coefficients": "block1_coef", "fold": False}]
+        return [{"coefficients": "block0_coef", "basis": "shared_basis", "fold": True,
+                 "batch_ms": 2.0, "dilated_ms": 1.0},
+                {"coefficients": "block1_coef", "basis": "shared_basis", "fold": False,
+                 "batch_ms": 1.0, "dilated_ms": 0.5}]
 
     monkeypatch.setattr(keras_basis.export, "fold_plan", fake_plan)
     path = export_tflite(model, tmp_path / "auto.tflite", fold="auto", fold_threads=2)
@@ -407,7 +409,28 @@ def test_fold_auto_folds_what_the_plan_says(model_and_data, tmp_path, monkeypatc
     hist = kt.op_histogram(path)
     # 3 pairs left (6 convs) + the folded dense conv + the head.
     assert hist["CONV_2D"] == 7, hist
+    # the plan's faster split form of the kept shared basis: dilated, so only its
+    # stride-2 call (where the dilated form is not exact) keeps its 2 transposes
+    assert hist["TRANSPOSE"] == 2, hist
     assert kt.compare_with_keras(model, path, x)["max_rel_error"] < 1e-4
+
+
+def test_split_mode_argument(model_and_data, tmp_path):
+    model, x, _ = model_and_data
+    counts = {}
+    for mode in ("batch", "dilated", {"shared_basis": "dilated"}):
+        _, content = export_tflite(model, None, split_mode=mode, return_content=True)
+        counts[str(mode)] = kt.op_histogram(content).get("TRANSPOSE", 0)
+        assert kt.compare_with_keras(model, content, x)["max_rel_error"] < 1e-4
+    # two stride-1 calls of the shared basis (s = 4) lose their 2 transposes each
+    assert counts["batch"] == 6 and counts["dilated"] == counts["{'shared_basis': 'dilated'}"] == 2
+    assert all(layer.split_mode == "batch" for layer in model.layers
+               if isinstance(layer, BasisConv2D))  # not mutated
+    for bad, match in ((("x",), r"`split_mode`.*Received split_mode=\('x',\)"),
+                       ({"nope": "batch"}, r"'nope' is not a basis layer"),
+                       ({"shared_basis": "fast"}, r"basis layer 'shared_basis'.*'fast'")):
+        with pytest.raises(ValueError, match=match):
+            export_tflite(model, None, split_mode=bad, return_content=True)
 
 
 # ----------------------------------------------------- keras.applications
@@ -441,7 +464,7 @@ def test_compressed_applications_export(family, tmp_path):
     if name.startswith(("MobileNetV3", "EfficientNetV2", "ConvNeXt")):
         kwargs["include_preprocessing"] = False
     model = getattr(keras.applications, name)(classifier_activation=None, **kwargs)
-    small = keras_basis.compress(model, ratio=0.5)
+    small = keras_basis.compress(model, ratio=0.5, objective="params")
     assert keras_basis.basis_pairs(small), "nothing compressed"
     x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     f32 = export_tflite(small, tmp_path / "f32.tflite")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_basis.export
-from keras_basis import BasisConv2D, export_tflite, maths
+from keras_basis import BasisConv2D, export_tflite, latency, maths
 from keras_basis import tflite as kt
 
 pytest.importorskip("ai_edge_litert")
@@ -119,41 +119,44 @@ def test_missing_litert_gives_install_hint(dense_file, monkeypatch):
         kt.op_histogram(path)
 
 
-def _fold_plan_with_table(model, table, monkeypatch, **kwargs):
-    """fold_plan with real conversions and a timer that reads each file.
+def _fold_plan_with_table(model, times, monkeypatch, **kwargs):
+    """fold_plan over a pre-filled latency table, with the conversions counted.
 
-    The timer tells the two forms apart by the file's convolutions (the pair
-    has a 3x3 basis conv and a 1x1 coefficient conv, the dense form one 3x3
-    conv) and returns ``table[(form, output height)]``: the fold decisions
-    must follow that table.
+    ``times`` maps ``(form, output height)`` to ms for ``form`` in "dense",
+    "batch", "dilated"; every entry is put in a ``LatencyTable`` so that no
+    file is converted or timed: the decisions must follow the table.
     """
-    files = []
+    converted = []
+    monkeypatch.setattr(latency, "convert_form",
+                        lambda *a, **k: converted.append(a) or pytest.fail("converted"))
+    table = latency.LatencyTable()
+    quantize = "int8" if kwargs.get("quantize") == "int8" else "float32"
+    for site in latency.layer_geometries(model, input_shape=kwargs.get("input_shape")):
+        g, f = site.geometry, latency.parse_form(site.form)
+        out_h = g.output_size[0]
+        forms = {"dense": "dense", "batch": latency.pair_form(f["s"], f["m"])}
+        if f["s"] > 1:
+            forms["dilated"] = latency.pair_form(f["s"], f["m"], dilated=True)
+        for name, form in forms.items():
+            if (name, out_h) in times:
+                table.set(g, form, quantize, kwargs.get("threads", 1), times[name, out_h])
+    plan = keras_basis.export.fold_plan(model, latency_table=table, **kwargs)
+    assert converted == []
+    return plan, table
 
-    def timer(content, **kw):
-        assert kw["threads"] == kwargs.get("threads", 1)
-        convs = [op for op in kt.tflite_ops(content) if op["op"] == "CONV_2D"]
-        kernels = tuple(op["inputs"][1]["shape"] for op in convs)  # (out, kh, kw, in)
-        out_h = convs[-1]["outputs"][0]["shape"][1]
-        form = "dense" if len(convs) == 1 else "pair"
-        files.append((form, kernels, out_h))
-        return {"median_ms": table[(form, out_h)]}
 
-    monkeypatch.setattr(kt, "benchmark_tflite", timer)
-    return keras_basis.export.fold_plan(model, **kwargs), files
-
-
-def test_fold_plan_converts_both_forms_and_follows_the_timings(basis_model, monkeypatch):
-    table = {("pair", 12): 1.0, ("dense", 12): 2.0, ("pair", 6): 3.0, ("dense", 6): 1.5}
-    plan, files = _fold_plan_with_table(basis_model, table, monkeypatch, threads=2)
-    # coef_a and coef_b have one geometry (converted and timed once); coef_c is stride 2.
-    assert files == [
-        ("pair", ((6, 3, 3, 8), (16, 1, 1, 12)), 12), ("dense", ((16, 3, 3, 16),), 12),
-        ("pair", ((6, 3, 3, 8), (24, 1, 1, 12)), 6), ("dense", ((24, 3, 3, 16),), 6),
-    ]
+def test_fold_plan_follows_the_table(basis_model, monkeypatch):
+    times = {("batch", 12): 1.0, ("dilated", 12): 0.8, ("dense", 12): 2.0,
+             ("batch", 6): 3.0, ("dense", 6): 1.5}
+    plan, _ = _fold_plan_with_table(basis_model, times, monkeypatch, threads=2)
     assert [r["coefficients"] for r in plan] == ["coef_a", "coef_b", "coef_c"]
     assert [r["basis"] for r in plan] == ["basis"] * 3
-    assert [(r["basis_ms"], r["dense_ms"], r["fold"]) for r in plan] == [
-        (1.0, 2.0, False), (1.0, 2.0, False), (3.0, 1.5, True)]
+    # coef_c is stride 2: no dilated form (not exact), its dense form is faster.
+    assert [(r["batch_ms"], r["dilated_ms"], r["dense_ms"], r["form"], r["fold"])
+            for r in plan] == [(1.0, 0.8, 2.0, "dilated", False),
+                               (1.0, 0.8, 2.0, "dilated", False),
+                               (3.0, None, 1.5, "dense", True)]
+    assert [r["basis_ms"] for r in plan] == [0.8, 0.8, 3.0]
     assert [r["input_shape"] for r in plan] == [(1, 12, 12, 16)] * 3
     # MACs by hand: basis conv = positions * 3*3 * 16 channels * 6 filters (two
     # splits of 8), coefficients = positions * 12 * n; dense = positions * 3*3*16*n.
@@ -163,24 +166,44 @@ def test_fold_plan_converts_both_forms_and_follows_the_timings(basis_model, monk
         (36 * 9 * 16 * 6 + 36 * 12 * 24, 36 * 9 * 16 * 24),
     ]
     assert plan[0]["basis_macs"] == maths.basis_macs(16, 16, 3, 3, 2, 6, 12, 12)
+    assert keras_basis.export.split_modes(plan) == {"basis": "dilated"}
 
 
 def test_fold_plan_reversed_timings_reverse_the_decisions(basis_model, monkeypatch):
-    table = {("pair", 12): 2.0, ("dense", 12): 1.0, ("pair", 6): 1.0, ("dense", 6): 2.0}
-    plan, _ = _fold_plan_with_table(basis_model, table, monkeypatch)
+    times = {("batch", 12): 2.0, ("dilated", 12): 2.5, ("dense", 12): 1.0,
+             ("batch", 6): 1.0, ("dense", 6): 2.0}
+    plan, _ = _fold_plan_with_table(basis_model, times, monkeypatch, quantize="int8")
     assert [r["fold"] for r in plan] == [True, True, False]
+    assert [r["form"] for r in plan] == ["dense", "dense", "batch"]
+    assert keras_basis.export.split_modes(plan) == {"basis": "batch"}
+
+
+def test_fold_plan_measures_what_the_table_lacks(basis_model, monkeypatch):
+    """Missing entries are converted and timed once per geometry and form."""
+    converted = []
+    real = latency.convert_form
+
+    def counting(geometry, form, quantize="float32"):
+        converted.append((geometry.key(), form, quantize))
+        return real(geometry, form, quantize)
+
+    monkeypatch.setattr(latency, "convert_form", counting)
+    table = latency.LatencyTable()
+    plan = keras_basis.export.fold_plan(basis_model, latency_table=table, runs=2, warmup=0)
+    keys = [k for k, _, _ in converted]
+    # two geometries (stride 1 shared by coef_a and coef_b, stride 2): 3 + 2 forms
+    assert len(converted) == len(set(converted)) == 5 and len(set(keys)) == 2
+    assert len(table) == 5 and all(r["dense_ms"] > 0 and r["basis_ms"] > 0 for r in plan)
 
 
 def test_fold_plan_pads_a_sliced_basis(monkeypatch):
-    """A narrow input (8 channels, basis depth 16) is timed as export does it:
-    zero-padded to the depth, against the whole (16-deep) basis."""
+    """A narrow input (8 channels, basis depth 16) is costed at its own width."""
     keras.utils.set_random_seed(2)
     x = keras.Input((6, 6, 8))
     y = BasisConv2D(4, 3, depth=16, padding="same", name="deep")(x)
     model = keras.Model(x, keras.layers.Conv2D(5, 1, name="coef")(y))
-    plan, files = _fold_plan_with_table(model, {("pair", 6): 1.0, ("dense", 6): 1.0},
-                                        monkeypatch)
-    assert files[0][1] == ((4, 3, 3, 16), (5, 1, 1, 4)) and files[1][1] == ((5, 3, 3, 8),)
+    plan, _ = _fold_plan_with_table(model, {("batch", 6): 1.0, ("dense", 6): 1.0},
+                                    monkeypatch)
     assert plan[0]["fold"] is False  # equal times: keep the basis form
     assert (plan[0]["basis_macs"], plan[0]["dense_macs"]) == (
         36 * 9 * 8 * 4 + 36 * 4 * 5, 36 * 9 * 8 * 5)

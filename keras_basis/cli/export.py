@@ -6,6 +6,7 @@ from keras_basis.cli import options
 from keras_basis.cli.io_helpers import (
     CLIError,
     calibration,
+    check_input_file,
     check_keras_file,
     check_normalisation,
     check_output_file,
@@ -70,8 +71,15 @@ def register(subparsers, prog, common=()):
         default="none",
         choices=FOLD_CHOICES,
         help="fold basis pairs back into plain Conv2D layers before conversion: all of "
-        "them (--fold or --fold all), or only those whose dense form measures faster on "
-        "this machine (--fold auto, which prints the timings) (default: %(default)s)",
+        "them (--fold or --fold all), or only those whose dense form is faster (--fold "
+        "auto: timed on this machine or read from --latency-table; prints the timings and "
+        "gives every kept basis its faster split form) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--latency-table",
+        metavar="TABLE.json",
+        help="with --fold auto: layer timings from `keras-basis profile` (e.g. measured on "
+        "a phone); missing entries are measured on this machine",
     )
     p.add_argument(
         "--fold-threads",
@@ -111,11 +119,12 @@ def print_fold_plan(plan, threads):
     """One line per basis pair: its latency, its dense form's, and the decision."""
     print(f"fold plan ({threads} thread(s), batch 1):")
     for row in plan:
+        dilated = "" if row["dilated_ms"] is None else f" / dilated {row['dilated_ms']:.3f}"
         print(
             f"  {row['coefficients']:<32} {str(row['input_shape']):<20} "
-            f"basis {row['basis_ms']:8.3f} ms  dense {row['dense_ms']:8.3f} ms  "
+            f"pair batch {row['batch_ms']:.3f}{dilated} ms  dense {row['dense_ms']:.3f} ms  "
             f"MACs {row['basis_macs'] / row['dense_macs']:.2f}x  "
-            f"-> {'fold' if row['fold'] else 'keep'}"
+            f"-> {'fold' if row['fold'] else 'keep (' + row['form'] + ')'}"
         )
 
 
@@ -169,7 +178,7 @@ def run(args):
         image_files(args.calibration_dir)
     import keras_basis
     from keras_basis import fileio, tflite
-    from keras_basis.export import fold_plan
+    from keras_basis.export import fold_plan, split_modes
 
     model = load_model(src, safe_mode=args.safe_mode)
     check_normalisation(model, args)
@@ -177,12 +186,18 @@ def run(args):
     shape = input_geometry(model, args.image_size) if args.image_size else None
     probe = verification_inputs(model, args, calib) if args.num_verify else None
     fold = {"none": False, "all": True}.get(args.fold)
+    modes = None
+    if args.latency_table and args.fold != "auto":
+        raise CLIError("--latency-table needs --fold auto")
     if args.fold == "auto":
+        table = check_input_file(args.latency_table, ".json") if args.latency_table else None
         plan = fold_plan(
-            model, quantize=quantize, threads=args.fold_threads, input_shape=shape
+            model, quantize=quantize, threads=args.fold_threads, input_shape=shape,
+            latency_table=table,
         )
         print_fold_plan(plan, args.fold_threads)
         fold = [row["coefficients"] for row in plan if row["fold"]]
+        modes = split_modes(plan)
     # Converted in memory, verified, and only then written (atomically).
     _, content = keras_basis.export_tflite(
         model,
@@ -191,6 +206,7 @@ def run(args):
         representative_dataset=calib if quantize == "int8" else None,
         int8_io=args.int8_io,
         fold=fold,
+        split_mode=modes,
         input_shape=shape,
         calibration_steps=args.num_calibration,
         return_content=True,
