@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from keras_basis import _shrink
 from keras_basis._checks import check_finite
 
 __all__ = [
@@ -151,7 +152,7 @@ def calibration_samples(data, shapes, steps):
         )
 
 
-def convert(model, shapes, quantize, representative_dataset, int8_io, steps):
+def convert(model, shapes, quantize, representative_dataset, int8_io, steps, shrink=True):
     """Convert ``model`` traced at ``shapes`` to TFLite flatbuffer bytes.
 
     Args:
@@ -162,6 +163,10 @@ def convert(model, shapes, quantize, representative_dataset, int8_io, steps):
             :func:`calibration_samples`).
         int8_io: int8 file inputs and outputs (``"int8"`` only).
         steps: at most this many calibration samples.
+        shrink: rewrite the converter's file with :func:`keras_basis._shrink.shrink`
+            (default True): each identical vector and table stored once, no names
+            on internal tensors; the model the runtime reads is the same, field
+            by field.
 
     Returns:
         bytes.
@@ -190,8 +195,8 @@ def convert(model, shapes, quantize, representative_dataset, int8_io, steps):
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         content = _configure_and_convert(converter, model.name, quantize, samples, int8_io)
     if quantize == "int8":
-        check_int8(content, model.name)
-    return content
+        check_int8(content, model.name)  # before shrink: its message names the tensors
+    return _shrink.shrink(content) if shrink else content
 
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")

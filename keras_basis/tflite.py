@@ -7,6 +7,8 @@ Helpers around ``ai_edge_litert`` (imported lazily; install with
 - ``compare_with_keras``: the file's outputs against the Keras model's.
 - ``tflite_ops`` / ``op_histogram``: the ops of a file with the dtype of every
   input and output tensor (builtin or custom, constant or not).
+- ``size_breakdown``: where the bytes of a file go (weights, biases,
+  quantization parameters, names, the rest).
 - ``benchmark_tflite``: batch latency, median and p90 after warm-up, by thread
   count, XNNPACK on or off.
 
@@ -32,6 +34,7 @@ __all__ = [
     "compare_with_keras",
     "op_histogram",
     "run_tflite",
+    "size_breakdown",
     "tflite_ops",
 ]
 
@@ -178,7 +181,7 @@ def _read_ops(content, sch=None):
         buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
         constant = buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
         return {
-            "name": t.Name().decode(),
+            "name": (t.Name() or b"").decode(),  # exported files name inputs and outputs only
             "dtype": type_names.get(t.Type(), str(t.Type())),
             "shape": tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else (),
             "constant": bool(constant),
@@ -221,6 +224,129 @@ def op_histogram(model_file):
     """
     counts = collections.Counter(op["op"] for op in tflite_ops(model_file))
     return dict(counts.most_common())
+
+
+# Field slots of the TFLite schema (flatbuffers: 4 + 2 x field id; ids never change).
+_SLOT = {"Tensor.name": 10, "Tensor.quantization": 12, "Buffer.data": 4,
+         "Buffer.offset": 6, "Buffer.size": 8, "Quant.min": 4, "Quant.max": 6,
+         "Quant.scale": 8, "Quant.zero_point": 10, "SubGraph.name": 12,
+         "Model.description": 10, "OperatorCode.custom_code": 6, "Metadata.name": 4,
+         "SignatureDef.signature_key": 8, "TensorMap.name": 4}
+# Input index of the bias of each weighted op.
+_BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2,
+               "TRANSPOSE_CONV": 3}
+
+
+def _vector_span(tab, slot, item_bytes, string=False):
+    """(start, bytes) of a vector field, length prefix included, or None."""
+    o = tab.Offset(slot)
+    if not o:
+        return None
+    n = tab.VectorLen(o)
+    return tab.Vector(o) - 4, 4 + n * item_bytes + (1 if string else 0)
+
+
+def size_breakdown(model_file):
+    """Where the bytes of a ``.tflite`` file go.
+
+    Every byte is counted once, under one category (data shared by several
+    tensors, such as a shared basis or a vector the file stores once, counts
+    once), so the categories add up to the file size.
+
+    Args:
+        model_file: path of a ``.tflite`` file, or its bytes.
+
+    Returns:
+        dict of byte counts: ``weights`` (constant float and int8 tensor
+        data other than biases: the parameters), ``biases`` (the bias inputs
+        of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV;
+        int32 in int8 files),
+        ``quantization`` (the quantization tables of the tensors with their
+        scales, zero points, min and max), ``names`` (every string: tensor,
+        subgraph, signature and metadata names), ``other`` (operators, tensor
+        shapes and types, tables, alignment padding, metadata buffers, int32
+        constants such as shapes and axes) and ``total`` (the file size).
+
+    Example:
+
+    >>> size_breakdown("/tmp/m_int8.tflite")
+    {'weights': 194992, 'biases': 3024, 'quantization': 85500, 'names': 51140,
+     'other': 15640, 'total': 350296}
+    """
+    content = _check_flatbuffer(model_file, _content(model_file))
+    try:
+        regions = _regions(content, _schema(tensorflow_fallback=True))
+    except (struct.error, IndexError, ValueError) as err:
+        raise _invalid_file(model_file, content, str(err)) from err
+    sizes = dict.fromkeys(("weights", "biases", "quantization", "names"), 0)
+    for category, nbytes in regions.values():
+        sizes[category] += nbytes
+    sizes["other"] = len(content) - sum(sizes.values())
+    sizes["total"] = len(content)
+    return sizes
+
+
+def _regions(content, sch):
+    """{start: (category, bytes)} of the file's data, each region once."""
+    import flatbuffers
+
+    model = sch.Model.GetRootAs(content, 0)
+    regions = {}
+
+    def add(span, category):
+        if span is not None:
+            regions.setdefault(span[0], (category, span[1]))
+
+    def add_string(tab, slot):
+        add(_vector_span(tab, _SLOT[slot], 1, string=True), "names")
+
+    add_string(model._tab, "Model.description")
+    for i in range(model.OperatorCodesLength()):
+        add_string(model.OperatorCodes(i)._tab, "OperatorCode.custom_code")
+    for i in range(model.MetadataLength()):
+        add_string(model.Metadata(i)._tab, "Metadata.name")
+    for i in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(i)
+        add_string(sig._tab, "SignatureDef.signature_key")
+        for t in [sig.Inputs(j) for j in range(sig.InputsLength())] + [
+            sig.Outputs(j) for j in range(sig.OutputsLength())
+        ]:
+            add_string(t._tab, "TensorMap.name")
+    op_names = _enum_names(sch.BuiltinOperator)
+    codes = [op_names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()))
+             for c in (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))]
+    buffer_category = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        add_string(graph._tab, "SubGraph.name")
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            slot = _BIAS_INPUT.get(codes[op.OpcodeIndex()])
+            if slot is not None and op.InputsLength() > slot and op.Inputs(slot) >= 0:
+                buffer_category.setdefault(graph.Tensors(op.Inputs(slot)).Buffer(), "biases")
+        for i in range(graph.TensorsLength()):
+            t = graph.Tensors(i)
+            if t.Type() not in (sch.TensorType.INT32, sch.TensorType.INT64):
+                buffer_category.setdefault(t.Buffer(), "weights")  # not shapes, axes, ...
+            add_string(t._tab, "Tensor.name")
+            q = t.Quantization()
+            if q is not None:
+                tab = q._tab
+                inline = tab.Get(flatbuffers.number_types.VOffsetTFlags, tab.Pos - tab.Get(
+                    flatbuffers.number_types.SOffsetTFlags, tab.Pos) + 2)
+                add((tab.Pos, inline), "quantization")
+                for name, item in (("min", 4), ("max", 4), ("scale", 4), ("zero_point", 8)):
+                    add(_vector_span(tab, _SLOT[f"Quant.{name}"], item), "quantization")
+    for index, category in buffer_category.items():
+        if index >= model.BuffersLength():
+            continue
+        buf = model.Buffers(index)
+        span = _vector_span(buf._tab, _SLOT["Buffer.data"], 1)
+        if span is not None and span[1] > 4:
+            add((span[0] + 4, span[1] - 4), category)  # the data, not its length
+        elif buf.Offset() > 1:  # data stored after the flatbuffer (files over 2 GB)
+            add((int(buf.Offset()), int(buf.Size())), category)
+    return regions
 
 
 # ------------------------------------------------------------------- running
