@@ -29,9 +29,11 @@ import numpy as np
 
 from keras_basis import maths
 from keras_basis._transform import budget, calibrate, clone, graph, plan
+from keras_basis._transform import objective as _objective
 from keras_basis._transform import report as _report
 from keras_basis._transform.fidelity import KernelFidelity
 from keras_basis._transform.graph import BasisPair, basis_pairs
+from keras_basis._transform.objective import choose_options  # noqa: F401 (the ratio solver)
 from keras_basis.layers import BasisConv2D
 
 __all__ = [
@@ -90,6 +92,11 @@ def compress(
     calibration_data=None,
     seed=None,
     verbose=1,
+    objective=None,
+    multiple_of=None,
+    max_pair_macs=None,
+    latency_table=None,
+    latency_modes=_objective.LATENCY_MODES,
 ):
     """Return a copy of ``model`` whose Conv2D layers use learned filter bases.
 
@@ -109,10 +116,14 @@ def compress(
             exact decomposition (it is clipped to the bound). Exclusive with
             ``ratio``.
         splits: ``s``: ``"auto"`` (Eq. 13, the divisor of ``c`` nearest the
-            optimum ``sqrt(c*kh*kw/n)``), an int, a dict or a callable.
-        ratio: keep this fraction (0, 1] of the weights of the compressed
-            convolutions overall; the package picks each layer's ``m`` by
-            ``allocation``.
+            optimum ``sqrt(c*kh*kw/n)``; with ``ratio`` under ``"macs"`` and
+            ``"latency"`` each unshared layer chooses between ``s = 1`` and
+            Eq. 13), an int, a dict or a callable.
+        ratio: the budget, a fraction in (0, 1] of what ``objective``
+            measures; each layer (or share group) gets the dense form or a pair
+            ``(s, m)`` so that the summed approximation error is minimal within
+            it. A layer whose every pair costs at least its dense form stays
+            dense (the reason is in :func:`report`).
         layers: which Conv2D layers to compress: None (every Conv2D with
             ``groups == 1`` where compression saves parameters), a list of
             names, a regular expression (full match) or a predicate
@@ -141,11 +152,33 @@ def compress(
         allocation: with ``ratio``: ``"error"`` (default: greedy allocation
             minimising the sum of per-layer normalised approximation errors
             ``||W - BA||^2 / ||W||^2`` for the budget) or ``"uniform"`` (every
-            layer keeps ``ratio`` of its own weights).
+            layer keeps ``ratio`` of its own weights; under ``"macs"`` and
+            ``"latency"`` the same fraction of its own cost, the largest that fits).
         calibration_data: for ``init="data"``: an array of inputs, or an
             iterable of batches ``x`` or ``(x, y, ...)``.
         seed: seed of ``init="random"``.
         verbose: 1 shows a progress bar and the skipped layers, 0 is silent.
+        objective: what ``ratio`` bounds. ``"macs"`` (default): the whole
+            model's multiply-accumulates (:func:`keras_basis.count_macs`) at
+            most ``ratio`` times the original's, m a multiple of 8 and a pair
+            only where it has at most ``max_pair_macs`` (0.5) of its dense
+            MACs, so that the result is not slower than the original on
+            TFLite/XNNPACK (float32 and int8); a ValueError names the smallest
+            reachable ratio. ``"params"``: the weights of the compressed
+            convolutions (the paper's budget; ``splits="auto"`` is Eq. 13).
+            ``"latency"``: the convolutions' latency from ``latency_table`` at
+            most ``ratio`` times the dense one in every ``latency_modes``.
+        multiple_of: m is a multiple of this (clipped by the rank bound):
+            None is 1 for ``"params"``, 8 for ``"macs"`` and ``"latency"``.
+        max_pair_macs: a pair is admissible only if its MACs are at most this
+            fraction of the dense layer's; None is 0.5 under ``"macs"`` and 1
+            (no guard) otherwise.
+        latency_table: for ``"latency"``: None (measure on this machine), a
+            path of a saved table or a ``keras_basis.latency.LatencyTable``;
+            a layer geometry it lacks is measured here (and added), the forms
+            it lacks of a geometry it holds are no candidates.
+        latency_modes: ``(quantize, threads)`` pairs the latency budget holds
+            in; quantize ``"float32"`` or ``"int8"``.
 
     Returns:
         A new ``keras.Model`` (compiled like ``model`` if it was compiled).
@@ -156,12 +189,15 @@ def compress(
 
     Example:
 
-    >>> small = keras_basis.compress(model, ratio=0.5)
+    >>> small = keras_basis.compress(model, ratio=0.5)  # half the MACs
+    >>> light = keras_basis.compress(model, ratio=0.5, objective="params")
     >>> small.compile("adam", "sparse_categorical_crossentropy")
     >>> small.fit(x, y, epochs=1)
     >>> keras_basis.report(small, reference=model)
     """
     ratio = budget.check_size(model, num_basis, ratio, allocation)
+    settings = _objective.check(num_basis, objective, multiple_of, max_pair_macs,
+                               latency_table, latency_modes)
     if init not in _INITS:
         raise ValueError(
             f"Invalid value for argument `init`. Expected one of {_INITS}. Received init={init!r}."
@@ -179,7 +215,8 @@ def compress(
     if init == "data":  # materialised and checked (finite) before any work
         calibration_data = calibrate.batches(calibration_data)
 
-    groups, skipped = budget.plan_groups(model, num_basis, splits, ratio, layers, share, allocation)
+    groups, skipped = budget.plan_groups(model, num_basis, splits, ratio, layers, share,
+                                         allocation, settings)
     if not groups:
         reasons = "; ".join(f"{nm}: {why}" for nm, why in skipped[:8]) or (
             "it has no Conv2D layer (Dense, depthwise and other layers are never compressed)"
@@ -443,7 +480,7 @@ def _kernels_by_name(model):
     return out
 
 
-def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto"):
+def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto", **budget_args):
     """Per-layer singular-value spectra of the split matrices, with ``m`` marked.
 
     Nothing is compressed: for an original model the ``m`` come from the same
@@ -465,6 +502,9 @@ def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto")
         reference: the original model of a compressed ``model`` (optional).
         ratio, num_basis: as in :func:`compress` (at most one).
         splits: as in :func:`compress` (``"auto"``: Eq. 13).
+        **budget_args: ``objective``, ``multiple_of``, ``max_pair_macs``,
+            ``latency_table``, ``latency_modes``, ``layers``, ``share`` and
+            ``allocation`` as in :func:`compress`.
 
     Returns:
         list of dicts: ``name``, ``c``, ``n``, ``kernel`` (``(kh, kw)``),
@@ -500,8 +540,19 @@ def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto")
             ))
         return entries
     if ratio is not None or num_basis is not None:
-        ratio = budget.check_size(model, num_basis, ratio, "error")
-        groups, _ = budget.plan_groups(model, num_basis, splits, ratio, None, None, "error")
+        args = dict(objective=None, multiple_of=None, max_pair_macs=None, latency_table=None,
+                    latency_modes=_objective.LATENCY_MODES, layers=None, share=None,
+                    allocation="error")
+        unknown = sorted(set(budget_args) - set(args))
+        if unknown:
+            raise TypeError(f"spectra() got an unexpected keyword argument '{unknown[0]}'")
+        args.update(budget_args)
+        ratio = budget.check_size(model, num_basis, ratio, args["allocation"])
+        settings = _objective.check(num_basis, args["objective"], args["multiple_of"],
+                                    args["max_pair_macs"], args["latency_table"],
+                                    args["latency_modes"])
+        groups, _ = budget.plan_groups(model, num_basis, splits, ratio, args["layers"],
+                                       args["share"], args["allocation"], settings)
         what = f"ratio {ratio:g}" if ratio is not None else "num_basis"
         members = [(mb, g.m) for g in groups for mb in g.members]
         order = {ly.name: i for i, (ly, _) in enumerate(graph.walk(model))}

@@ -211,7 +211,8 @@ def test_init_data_lowers_first_layer_output_error():
 @pytest.mark.parametrize("allocation", ["uniform", "error"])
 def test_ratio_half_removes_half_of_conv_params(allocation):
     model = functional_model()
-    small = keras_basis.compress(model, ratio=0.5, allocation=allocation, verbose=0)
+    small = keras_basis.compress(model, ratio=0.5, allocation=allocation, objective="params",
+                                 verbose=0)
     rep = keras_basis.report(small, reference=model, print_fn=None)
     before = sum(model.get_layer(r["layer"]).kernel.numpy().size for r in rep.rows)
     after = sum(int(np.prod(w.shape)) for p in keras_basis.basis_pairs(small)
@@ -225,7 +226,8 @@ def test_error_allocation_beats_uniform():
     model = functional_model()
     reps = {}
     for allocation in ("uniform", "error"):
-        small = keras_basis.compress(model, ratio=0.3, allocation=allocation, verbose=0)
+        small = keras_basis.compress(model, ratio=0.3, allocation=allocation,
+                                     objective="params", verbose=0)
         reps[allocation] = keras_basis.report(small, reference=model, print_fn=None)
     total = {k: sum(r["rel_error"] for r in v.rows) for k, v in reps.items()}
     assert total["error"] < total["uniform"]
@@ -323,7 +325,7 @@ def test_decompress_all_and_subset():
 
 def test_train_save_reload(tmp_path):
     model = functional_model()
-    small = keras_basis.compress(model, ratio=0.5, share="stage", verbose=0)
+    small = keras_basis.compress(model, ratio=0.5, share="stage", objective="params", verbose=0)
     small.compile("adam", "mse")
     x = data(model, n=4)
     loss = small.train_on_batch(x, np.zeros((4, 3), "float32"))
@@ -362,7 +364,8 @@ def test_tflite_conversion(tmp_path):
     tf = pytest.importorskip("tensorflow")
     interp_mod = pytest.importorskip("ai_edge_litert.interpreter")
     model = seq_model()
-    small = keras_basis.compress(model, ratio=0.5, layers=["c1", "c2", "c3"], verbose=0)
+    small = keras_basis.compress(model, ratio=0.5, layers=["c1", "c2", "c3"],
+                                 objective="params", verbose=0)
     blob = tf.lite.TFLiteConverter.from_keras_model(small).convert()
     interp = interp_mod.Interpreter(model_content=blob)
     interp.allocate_tensors()
@@ -525,7 +528,7 @@ def test_mobilenetv2_small_input():
     exact = keras_basis.compress(model, num_basis=ALL, layers=lambda layer: True, verbose=0)
     out = keras.ops.convert_to_numpy(exact(x, training=True))
     np.testing.assert_allclose(out, ref, atol=1e-3 * np.abs(ref).max())
-    half = keras_basis.compress(model, ratio=0.5, verbose=0)
+    half = keras_basis.compress(model, ratio=0.5, objective="params", verbose=0)
     rep = keras_basis.report(half, print_fn=None)
     assert 0.4 <= rep.totals["params_ratio"] <= 0.5
     assert any("DepthwiseConv2D" in why for _, why in rep.skipped)
@@ -550,7 +553,8 @@ def _split_sv(kernel, s):
     return np.linalg.svd(np.stack(cols, axis=1), compute_uv=False)
 
 
-@pytest.mark.parametrize("size", [dict(ratio=0.3), dict(ratio=0.6, splits=1),
+@pytest.mark.parametrize("size", [dict(ratio=0.3, objective="params"),
+                                  dict(ratio=0.6, splits=1, objective="params"),
                                   dict(num_basis=4), dict(num_basis={"c2": 5, "c3": 2})])
 def test_spectra_plans_the_m_that_compress_chooses(size, monkeypatch):
     model = _spectra_model()

@@ -77,7 +77,7 @@ def test_application_family(name, size, tmp_path):
     np.testing.assert_allclose(out, ref, atol=2e-2 * np.abs(ref).max())
     del exact
 
-    half = keras_basis.compress(model, ratio=0.5, verbose=0)
+    half = keras_basis.compress(model, ratio=0.5, objective="params", verbose=0)
     rep = keras_basis.report(half, print_fn=None)
     assert rep.rows, name
     assert 0.4 <= rep.totals["params_ratio"] <= 0.5, rep.totals
@@ -115,7 +115,8 @@ def test_resnet50_tflite_and_stage_sharing():
     tf = pytest.importorskip("tensorflow")
     interp_mod = pytest.importorskip("ai_edge_litert.interpreter")
     model = build("ResNet50", 32)
-    small = keras_basis.compress(model, ratio=0.5, share="stage", verbose=0)
+    small = keras_basis.compress(model, ratio=0.5, share="stage", objective="params",
+                                 verbose=0)
     pairs = keras_basis.basis_pairs(small)
     assert any(p.shared_with for p in pairs)
     blob = tf.lite.TFLiteConverter.from_keras_model(small).convert()

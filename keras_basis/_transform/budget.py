@@ -1,16 +1,17 @@
 """Sizing a compression: the checks and the plan shared by compress() and spectra().
 
 ``plan_groups`` runs selection, splits, share groups and the choice of ``m``
-(``num_basis`` or the ``ratio`` allocation) without building any layer, so
-that ``keras_basis.transform.spectra`` reports exactly the ``m`` that
-``compress`` would use.
+(``num_basis`` or the ``ratio`` allocation under the objective of
+``_transform/objective.py``) without building any layer, so that
+``keras_basis.transform.spectra`` reports exactly the ``m`` that ``compress``
+would use.
 """
 
 from __future__ import annotations
 
 import numbers
 
-from keras_basis._transform import graph, plan
+from keras_basis._transform import graph, objective, plan
 
 ALLOCATIONS = ("error", "uniform")
 
@@ -72,8 +73,11 @@ def check_size(model, num_basis, ratio, allocation):
     return ratio
 
 
-def plan_groups(model, num_basis, splits, ratio, layers, share, allocation):
+def plan_groups(model, num_basis, splits, ratio, layers, share, allocation, settings=None):
     """Selection, splits, share groups and each group's ``m``, without any model.
+
+    ``settings`` (:class:`objective.Settings`, from ``objective.check``) is the
+    ``ratio`` budget's objective; None is the historical parameter budget.
 
     Returns ``(groups, skipped)``: the :class:`plan.Group` records to build
     (``m`` set, members' ``s`` set) and ``(layer name, reason)`` of the
@@ -95,6 +99,10 @@ def plan_groups(model, num_basis, splits, ratio, layers, share, allocation):
             if not g.m:
                 skipped += [(mb.name, "not in `num_basis`") for mb in g.members]
         groups = [g for g in groups if g.m]
+    elif settings is not None and not settings.today:
+        groups, dense = objective.allocate(model, groups, ratio, settings, splits_auto, forced,
+                                           allocation)
+        return groups, skipped + dense
     else:
         for g in groups:
             plan.spectrum(g)

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_basis._transform import graph, plan
+from keras_basis._transform.macs import count_macs
 
 
 @dataclasses.dataclass
@@ -18,8 +19,10 @@ class Report:
         model_name: name of the reported model.
         kind: ``"compressed"`` (it holds basis pairs) or ``"candidates"``.
         rows: one dict per basis pair (or candidate Conv2D).
-        skipped: ``(layer name, reason)`` of convolutions left dense.
-        totals: sums over the rows and whole-model parameter counts.
+        skipped: ``(layer name, reason)`` of convolutions left dense (with
+            ``compress(ratio=...)``: why its objective kept each one dense).
+        totals: sums over the rows, whole-model parameter counts and MACs
+            (``model_macs``, ``reference_macs``: :func:`keras_basis.count_macs`).
     """
 
     model_name: str
@@ -133,9 +136,10 @@ def build_pairs(pairs, reference, info, maths):
 
 def build(model, reference, info, maths):
     pairs = graph.basis_pairs(model)
-    totals = {"model_params": int(model.count_params())}
+    totals = {"model_params": int(model.count_params()), "model_macs": count_macs(model)}
     if reference is not None:
         totals["reference_params"] = int(reference.count_params())
+        totals["reference_macs"] = count_macs(reference)
     if pairs:
         kernels = dict(info.get("kernels", {}))
         kernels.update(_reference_kernels(reference))
@@ -215,6 +219,12 @@ def _format(rep):
     if "reference_params" in t:
         line_params += f" (reference: {_fmt(t['reference_params'])})"
     out.append(line_params)
+    if "model_macs" in t:
+        line_macs = f"Total model MACs: {_fmt(t['model_macs'])}"
+        if t.get("reference_macs"):
+            line_macs += (f" (reference: {_fmt(t['reference_macs'])}, "
+                          f"{t['model_macs'] / t['reference_macs']:.1%})")
+        out.append(line_macs)
     if rep.skipped:
         out.append(f"Left dense ({len(rep.skipped)}):")
         out += [f"  {nm}: {why}" for nm, why in rep.skipped]

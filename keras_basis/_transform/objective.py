@@ -1,0 +1,577 @@
+"""The ``ratio`` budget on parameters, MACs or measured latency: options and knapsack.
+
+A *unit* is one compressed layer or one share group (its members keep the
+group's splits, so its options differ in ``m`` only). Its options are
+``"dense"`` (its dense cost, error 0) and basis pairs ``(s, m)`` with the
+normalised approximation error ``||W - BA||^2 / ||W||^2`` read from the
+singular values of the split matrix (the tail beyond ``m``), as
+``plan.allocate`` does. :func:`choose` picks one option per unit minimising
+the summed error under a budget on the summed cost: a multiple-choice
+knapsack, solved greedily over each unit's lower convex hull of
+``(cost, error)`` (the Lagrangian relaxation's order), then improved by single
+option changes that fit the budget left. With costs linear in ``m`` and
+non-increasing error decrements (parameters) the hull is every ``m`` and the
+greedy is today's ``plan.allocate``.
+
+Costs: ``"params"`` the weights; ``"macs"`` the multiply-accumulates of every
+call (``maths.conv_macs`` / ``maths.basis_macs``, the formulas of
+``count_macs``), the budget being ``ratio`` times the whole model's MACs less
+those of the layers that are not candidates; ``"latency"`` the milliseconds of
+a ``keras_basis.latency.LatencyTable`` in each ``(quantize, threads)`` mode,
+the convolutions' summed latency kept under ``ratio`` times their dense
+latency in every mode (summed normalised cost optimised, then the budget
+tightened by bisection until each mode holds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import numbers
+import os
+
+import numpy as np
+
+from keras_basis import maths
+from keras_basis._transform import graph, plan
+from keras_basis._transform.macs import _spatial, count_macs
+
+OBJECTIVES = ("params", "macs", "latency")
+# The default objective of ``ratio=``: deterministic (no timing inside compress).
+DEFAULT_OBJECTIVE = "macs"
+# Speed guard of objective="macs": a pair is admissible only if its MACs are at
+# most this fraction of the dense layer's. Measured with TFLite/XNNPACK on this
+# CPU, an int8 pair only wins clearly below about half of the dense MACs.
+MAX_PAIR_MACS = 0.5
+# m is a multiple of this under each objective (oneDNN and XNNPACK block channels).
+MULTIPLE_OF = {"params": 1, "macs": 8, "latency": 8}
+LATENCY_MODES = (("float32", 1), ("int8", 1))
+QUANTIZE = ("float32", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The checked objective arguments of compress() / spectra()."""
+
+    objective: str
+    multiple_of: int
+    max_pair_macs: float
+    table: object = None
+    modes: tuple = ()
+
+    @property
+    def today(self):
+        """Whether this is the historical parameter allocation (plan.allocate)."""
+        return self.objective == "params" and self.multiple_of == 1 and self.max_pair_macs >= 1
+
+
+def _bad(argument, expected, value):
+    return ValueError(
+        f"Invalid value for argument `{argument}`. Expected {expected}. "
+        f"Received {argument}={value!r}."
+    )
+
+
+def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, latency_modes):
+    """Validate the objective arguments; returns :class:`Settings` (None with num_basis)."""
+    if num_basis is not None:
+        given = [(nm, v) for nm, v in (("objective", objective), ("multiple_of", multiple_of),
+                                       ("max_pair_macs", max_pair_macs),
+                                       ("latency_table", latency_table)) if v is not None]
+        if given:
+            nm, v = given[0]
+            raise ValueError(
+                f"Invalid value for argument `{nm}`: it applies to the `ratio` budget; with "
+                f"an explicit `num_basis` the m are yours. Received {nm}={v!r} with "
+                f"num_basis={num_basis!r}."
+            )
+        return None
+    objective = DEFAULT_OBJECTIVE if objective is None else objective
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
+        raise _bad("objective", f"None or one of {OBJECTIVES}", objective)
+    if multiple_of is None:
+        multiple_of = MULTIPLE_OF[objective]
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, (int, np.integer)):
+        raise TypeError(
+            "Invalid type for argument `multiple_of`. Expected None or an int >= 1. "
+            f"Received multiple_of={multiple_of!r} of type {type(multiple_of).__name__}."
+        )
+    if multiple_of < 1:
+        raise _bad("multiple_of", "None or an int >= 1", multiple_of)
+    if max_pair_macs is None:
+        max_pair_macs = MAX_PAIR_MACS if objective == "macs" else 1.0
+    if isinstance(max_pair_macs, bool) or not isinstance(max_pair_macs, numbers.Real):
+        raise TypeError(
+            "Invalid type for argument `max_pair_macs`. Expected None or a float in (0, 1]. "
+            f"Received max_pair_macs={max_pair_macs!r} of type {type(max_pair_macs).__name__}."
+        )
+    if not 0 < max_pair_macs <= 1:
+        raise _bad("max_pair_macs", "None or a float in (0, 1] (1 = no guard)", max_pair_macs)
+    if objective != "latency":
+        if latency_table is not None:
+            raise ValueError(
+                "Invalid value for argument `latency_table`: it is read with "
+                f"objective='latency' only. Received latency_table={latency_table!r} with "
+                f"objective={objective!r}."
+            )
+        return Settings(objective, int(multiple_of), float(max_pair_macs))
+    return Settings(objective, int(multiple_of), float(max_pair_macs),
+                    _table(latency_table), _modes(latency_modes))
+
+
+def _modes(modes):
+    expected = ("a non-empty list of (quantize, threads) pairs, quantize in "
+                f"{QUANTIZE} and threads an int >= 1")
+    if isinstance(modes, (str, bytes)) or not isinstance(modes, (list, tuple)) or not modes:
+        raise _bad("latency_modes", expected, modes)
+    out = []
+    for mode in modes:
+        if not isinstance(mode, (list, tuple)) or len(mode) != 2:
+            raise _bad("latency_modes", expected, modes)
+        quantize, threads = mode
+        if (quantize not in QUANTIZE or isinstance(threads, bool)
+                or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise _bad("latency_modes", expected, modes)
+        if (quantize, int(threads)) not in out:
+            out.append((quantize, int(threads)))
+    return tuple(out)
+
+
+def _latency_module():
+    from keras_basis import latency  # the profiler; imported only for objective="latency"
+    return latency
+
+
+def _table(latency_table):
+    if latency_table is None:
+        return _latency_module().LatencyTable()
+    if isinstance(latency_table, (str, os.PathLike)):
+        try:
+            return _latency_module().LatencyTable.load(latency_table)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"Invalid value for argument `latency_table`: could not load the table "
+                f"({err}). Received latency_table={latency_table!r}."
+            ) from err
+    if callable(getattr(latency_table, "get", None)) and callable(
+            getattr(latency_table, "measure", None)):
+        return latency_table
+    raise TypeError(
+        "Invalid type for argument `latency_table`. Expected None (measure on this machine), "
+        "a path to a table file or a keras_basis.latency.LatencyTable. Received "
+        f"latency_table={latency_table!r} of type {type(latency_table).__name__}."
+    )
+
+
+def geometry_of(layer, input_shape):
+    """The latency table's key for one call of ``layer`` (``LayerGeometry.of_layer``)."""
+    return _latency_module().LayerGeometry.of_layer(layer, input_shape)
+
+
+def pair_form(s, m):
+    return _latency_module().pair_form(s, m)
+
+
+# ------------------------------------------------------------------ knapsack
+@dataclasses.dataclass
+class Option:
+    """One form of a unit: ``m == 0`` is the dense convolution."""
+
+    s: int
+    m: int
+    error: float
+    macs: int
+    cost: tuple = ()  # one value per mode (params/macs: one)
+    scalar: float = 0.0  # what choose() adds up
+    params: int = 0
+    splits: tuple = ()  # each member's s
+
+
+def _hull(options):
+    """Indices of the lower convex hull of (scalar cost, error), cheapest first."""
+    order = sorted(range(len(options)), key=lambda i: (options[i].scalar, options[i].error))
+    pareto = []
+    for i in order:
+        if not pareto or options[i].error < options[pareto[-1]].error:
+            if pareto and options[i].scalar == options[pareto[-1]].scalar:
+                pareto.pop()
+            pareto.append(i)
+    hull = []
+    for i in pareto:
+        while len(hull) >= 2:
+            a, b = options[hull[-2]], options[hull[-1]]
+            c = options[i]
+            # b is above the chord a-c: drop it (slopes must increase)
+            if ((b.error - a.error) * (c.scalar - a.scalar)
+                    >= (c.error - a.error) * (b.scalar - a.scalar)):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return hull
+
+
+def choose(units, budget):
+    """Indices (one per unit) minimising the summed error with summed scalar <= budget.
+
+    ``units`` is a list of lists of :class:`Option`. Returns None if even the
+    cheapest options exceed the budget.
+    """
+    tol = 1e-9 * max(abs(budget), 1.0)
+    hulls = [_hull(opts) for opts in units]
+    pos = [0] * len(units)
+    spent = sum(opts[h[0]].scalar for opts, h in zip(units, hulls))
+    if spent > budget + tol:
+        return None
+    heap = []
+
+    def push(u):
+        if pos[u] + 1 < len(hulls[u]):
+            a, b = units[u][hulls[u][pos[u]]], units[u][hulls[u][pos[u] + 1]]
+            heapq.heappush(heap, (-(a.error - b.error) / (b.scalar - a.scalar), u))
+
+    for u in range(len(units)):
+        push(u)
+    while heap:
+        _, u = heapq.heappop(heap)
+        a, b = units[u][hulls[u][pos[u]]], units[u][hulls[u][pos[u] + 1]]
+        if spent + b.scalar - a.scalar > budget + tol:
+            continue  # later hull points of u cost more still
+        spent += b.scalar - a.scalar
+        pos[u] += 1
+        push(u)
+    picked = [h[p] for h, p in zip(hulls, pos)]
+    while True:  # single changes that fit the budget left and lower the error
+        best = None
+        for u, opts in enumerate(units):
+            cur = opts[picked[u]]
+            for i, o in enumerate(opts):
+                gain = cur.error - o.error
+                if gain > 1e-15 and spent + o.scalar - cur.scalar <= budget + tol and (
+                        best is None or gain > best[0]):
+                    best = (gain, u, i)
+        if best is None:
+            return picked
+        _, u, i = best
+        spent += units[u][i].scalar - units[u][picked[u]].scalar
+        picked[u] = i
+
+
+def choose_options(costs, errors, budget):
+    """Multiple-choice knapsack: one option per unit, summed error minimal, summed cost
+    within ``budget`` (the ``ratio`` allocation's solver, on plain numbers).
+
+    Args:
+        costs, errors: one sequence per unit, one value per option.
+        budget: the bound on the summed cost.
+
+    Returns:
+        The chosen option index of each unit, or None when even the cheapest
+        options exceed the budget.
+    """
+    units = [[Option(1, k, float(e), 0, cost=(float(c),), scalar=float(c))
+              for k, (c, e) in enumerate(zip(cs, es))] for cs, es in zip(costs, errors)]
+    return choose(units, budget)
+
+
+def choose_uniform(units, dense, budget):
+    """Every unit at most the same fraction of its dense scalar cost (the largest
+    fraction that fits), its lowest-error option within it (its cheapest if none)."""
+    def pick(frac):
+        out = []
+        for opts, d in zip(units, dense):
+            fits = [i for i, o in enumerate(opts) if o.scalar <= frac * d * (1 + 1e-12)]
+            out.append(min(fits, key=lambda i: (opts[i].error, opts[i].scalar)) if fits
+                       else min(range(len(opts)), key=lambda i: opts[i].scalar))
+        return out, sum(opts[i].scalar for opts, i in zip(units, out))
+
+    picked, total = pick(0.0)
+    if total > budget * (1 + 1e-9):
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if pick(mid)[1] <= budget * (1 + 1e-9):
+            lo = mid
+        else:
+            hi = mid
+    return pick(lo)[0]
+
+
+# ------------------------------------------------------------------- units
+def _calls(mb):
+    return graph.call_shapes(mb.layer, mb.owner) or [(mb.in_shape, mb.out_shape)]
+
+
+def _positions(shape):
+    return _spatial(shape) if shape else 0
+
+
+def _dense_macs(mb):
+    kh, kw = mb.kernel_size
+    return sum(maths.conv_macs(mb.c, mb.n, kh, kw, _positions(out), 1) for _, out in _calls(mb))
+
+
+def _pair_macs(mb, s, m):
+    kh, kw = mb.kernel_size
+    return sum(maths.basis_macs(mb.c, mb.n, kh, kw, s, m, _positions(out), 1)
+               for _, out in _calls(mb))
+
+
+def _fmt_macs(v):
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}MACs"
+    return f"{v:g} MACs"
+
+
+@dataclasses.dataclass
+class Unit:
+    """A group, its dense form and its admissible options (dense first unless forced)."""
+
+    group: plan.Group
+    dense: Option
+    options: list
+    why_dense: str = ""
+    rank: int = 0
+
+
+def _options(group, s_list, align, forced):
+    """Pair options of ``group`` for each split choice (None: keep the members' s)."""
+    members = group.members
+    out, ranks = [], []
+    for s in s_list:
+        if s is not None:
+            members[0].s = s
+            group.p = members[0].c // s
+        sv = plan.spectrum(group).astype(np.float64)
+        norm = sum(float(np.sum(mb.kernel.astype(np.float64) ** 2)) for mb in members)
+        tail = np.concatenate([np.cumsum((sv ** 2)[::-1])[::-1], [0.0]])
+        rank = group.rank
+        ranks.append(rank)
+        ms = list(range(align, rank + 1, align)) or ([rank] if forced else [])
+        for m in ms:
+            err = len(members) * float(tail[min(m, len(sv))]) / norm if norm > 0 else 0.0
+            macs = sum(_pair_macs(mb, mb.s, m) for mb in members)
+            out.append(Option(members[0].s, m, err, macs, params=group.params(m),
+                              splits=tuple(mb.s for mb in members)))
+    return out, max(ranks)
+
+
+def _latency_costs(units, settings):
+    """Fill ``cost`` (ms per mode) of every option from the table.
+
+    A geometry the table lacks (no dense entry in that mode) is measured here
+    in every form; where it holds the geometry, a form it lacks costs ``inf``
+    (not a candidate), so that a table filled elsewhere (a phone) is never
+    mixed with this machine's timings.
+    """
+    table = settings.table
+    sites = []  # (unit, option, member, geometry)
+    for unit in units:
+        for mb_i, mb in enumerate(unit.group.members):
+            for in_shape, _ in _calls(mb):
+                geo = geometry_of(mb.layer, in_shape)
+                for opt in unit.options:
+                    form = "dense" if not opt.m else pair_form(opt.splits[mb_i], opt.m)
+                    sites.append((opt, geo, form))
+    for quantize, threads in settings.modes:
+        wanted = {}
+        for _, geo, form in sites:
+            wanted.setdefault(geo, {})[form] = None
+        for geo, forms in wanted.items():
+            for form in forms:
+                forms[form] = table.get(geo, form, quantize, threads)
+            missing = [f for f, ms in forms.items() if ms is None]
+            if missing and forms.get("dense") is None:
+                forms.update(table.measure(geo, missing, quantize, threads) or {})
+        totals = {}
+        for opt, geo, form in sites:
+            ms = wanted[geo].get(form)
+            totals[id(opt)] = totals.get(id(opt), 0.0) + (np.inf if ms is None else float(ms))
+        for unit in units:
+            for opt in unit.options:
+                opt.cost = opt.cost + (totals[id(opt)],)
+
+
+def _mode_name(settings, k):
+    if settings.objective != "latency":
+        return ""
+    quantize, threads = settings.modes[k]
+    return f" ({quantize}, {threads} thread{'s' if threads > 1 else ''})"
+
+
+def _fmt_cost(settings, v):
+    if settings.objective == "latency":
+        return f"{v:.3g} ms"
+    return _fmt_macs(v) if settings.objective == "macs" else f"{v:,} weights"
+
+
+def _why_dense(unit, pairs, settings):
+    dense = unit.options[0]
+    if not pairs:
+        return (f"stays dense: rank bound {unit.rank} < multiple_of={settings.multiple_of} "
+                "(no pair has an aligned m)")
+    guarded = [o for o in pairs if o.macs <= settings.max_pair_macs * dense.macs]
+    if not guarded and (settings.objective != "macs"
+                        or min(o.macs for o in pairs) < dense.macs):
+        best = min(pairs, key=lambda o: o.macs)
+        return (f"stays dense: best pair s={best.s}, m={best.m} has {best.macs / dense.macs:.2f}x "
+                f"its MACs ({_fmt_macs(best.macs)} vs dense {_fmt_macs(dense.macs)}), above "
+                f"max_pair_macs={settings.max_pair_macs:g}")
+    guarded = guarded or pairs
+
+    def worst(o):
+        ratios = [c / d if d > 0 else np.inf for c, d in zip(o.cost, dense.cost)]
+        return max(ratios), int(np.argmax(ratios))
+
+    best = min(guarded, key=lambda o: worst(o)[0])
+    k = worst(best)[1]
+    return (f"stays dense: best pair s={best.s}, m={best.m} costs "
+            f"{_fmt_cost(settings, best.cost[k])} >= dense "
+            f"{_fmt_cost(settings, dense.cost[k])}{_mode_name(settings, k)}")
+
+
+def _units(groups, settings, splits_auto, forced):
+    units = []
+    for g in groups:
+        s_list = [None]
+        if splits_auto and not g.shared and settings.objective != "params":
+            s_list = sorted({1, g.members[0].s})
+        pairs, rank = _options(g, s_list, settings.multiple_of, forced)
+        dense = Option(0, 0, 0.0, sum(_dense_macs(mb) for mb in g.members),
+                       params=g.dense_params)
+        units.append(Unit(g, dense, [dense] + pairs, rank=rank))
+    if settings.objective == "latency":
+        for unit in units:  # measure only what the MACs guard admits
+            pairs = unit.options[1:]
+            unit.options = [unit.dense] + [
+                o for o in pairs if forced or o.macs <= settings.max_pair_macs * unit.dense.macs]
+            if len(unit.options) == 1 and not forced:  # no cost needed to say why
+                unit.why_dense = _why_dense(unit, pairs, settings)
+        _latency_costs(units, settings)
+    else:
+        key = "params" if settings.objective == "params" else "macs"
+        for unit in units:
+            for o in unit.options:
+                o.cost = (getattr(o, key),)
+    for unit in units:
+        dense = unit.options[0]
+        pairs = [o for o in unit.options[1:] if np.all(np.isfinite(o.cost))]
+        if forced and pairs:
+            unit.options = pairs
+            continue
+        if len(pairs) < len(unit.options) - 1 and not pairs and not unit.why_dense:
+            unit.why_dense = ("stays dense: latency_table holds its geometry but no pair form "
+                              f"with m a multiple of {settings.multiple_of} (m <= rank bound "
+                              f"{unit.rank})")
+        kept = [o for o in pairs if o.macs <= settings.max_pair_macs * dense.macs
+                and all(c < d for c, d in zip(o.cost, dense.cost))]
+        if not kept and not unit.why_dense:
+            unit.why_dense = _why_dense(unit, pairs, settings)
+        unit.options = [dense] + kept
+    return units
+
+
+def allocate(model, groups, ratio, settings, splits_auto, forced, allocation):
+    """Choose every group's form under ``settings``; returns ``(kept groups, skipped)``."""
+    if not groups:
+        return [], []
+    units = _units(groups, settings, splits_auto, forced)
+    nmodes = len(units[0].dense.cost)
+    dense_cost = [sum(u.dense.cost[k] for u in units) for k in range(nmodes)]
+    if settings.objective == "latency":
+        for k, total in enumerate(dense_cost):
+            if not total > 0:
+                raise ValueError(
+                    f"Invalid value for argument `latency_table`: the dense convolutions "
+                    f"measure {total} ms{_mode_name(settings, k)}; cannot budget latency.")
+        for u in units:
+            for o in [u.dense] + u.options:
+                o.scalar = sum(c / d for c, d in zip(o.cost, dense_cost))
+        budget = ratio * nmodes
+        limits = [ratio * d for d in dense_cost]
+    else:
+        for u in units:
+            for o in [u.dense] + u.options:
+                o.scalar = float(o.cost[0])
+        rest = 0
+        if settings.objective == "macs":
+            total = count_macs(model)
+            rest = total - dense_cost[0]
+            budget = ratio * total - rest
+        else:
+            total = dense_cost[0]
+            budget = ratio * total
+        limits = [budget]
+
+    def fits(picked):
+        return picked is not None and all(
+            sum(u.options[i].cost[k] for u, i in zip(units, picked)) <= lim * (1 + 1e-9)
+            for k, lim in enumerate(limits))
+
+    def solve(b):
+        if allocation == "uniform":
+            return choose_uniform([u.options for u in units],
+                                  [u.dense.scalar for u in units], b)
+        return choose([u.options for u in units], b)
+
+    cheapest = [min(range(len(u.options)), key=lambda i: u.options[i].scalar) for u in units]
+    if not fits(cheapest):
+        _infeasible(model, units, cheapest, ratio, settings, dense_cost,
+                    total if settings.objective != "latency" else None,
+                    rest if settings.objective == "macs" else 0)
+    picked = solve(budget)
+    if not fits(picked):  # latency: tighten until every mode holds
+        lo, hi, picked = sum(u.options[i].scalar for u, i in zip(units, cheapest)), budget, cheapest
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            trial = solve(mid)
+            if fits(trial):
+                lo, picked = mid, trial
+            else:
+                hi = mid
+    return _apply(units, picked, settings)
+
+
+def _infeasible(model, units, cheapest, ratio, settings, dense_cost, total, rest):
+    if settings.objective == "latency":
+        reach = max(sum(u.options[i].cost[k] for u, i in zip(units, cheapest)) / d
+                    for k, d in enumerate(dense_cost))
+        what = "latency of the compressible convolutions (every listed mode)"
+    else:
+        reach = (rest + sum(u.options[i].cost[0] for u, i in zip(units, cheapest))) / total
+        what = ("MACs of the whole model" if settings.objective == "macs"
+                else "weights of the compressed convolutions")
+    extra = (f"; {_fmt_macs(rest)} of its {_fmt_macs(total)} are in layers that are not "
+             "compressed" if settings.objective == "macs" and rest else "")
+    raise ValueError(
+        f"Invalid value for argument `ratio`: objective={settings.objective!r} cannot reach "
+        f"ratio={ratio:g} on model '{model.name}': the smallest reachable ratio of the {what} "
+        f"is {reach:.4g} (every compressible convolution at its cheapest admissible form, "
+        f"m a multiple of {settings.multiple_of}, max_pair_macs={settings.max_pair_macs:g}"
+        f"{extra}). Received ratio={ratio:g}."
+    )
+
+
+def _apply(units, picked, settings):
+    kept, skipped = [], []
+    for unit, i in zip(units, picked):
+        g, opt = unit.group, unit.options[i]
+        if not opt.m:
+            why = unit.why_dense
+            if not why:
+                near = min(unit.options[1:], key=lambda o: o.error)
+                label = {"params": "weights", "macs": "MACs"}.get(settings.objective, "latency")
+                why = (f"stays dense: the allocation keeps it whole (its closest pair s={near.s}, "
+                       f"m={near.m} would cost {near.scalar / opt.scalar:.2f}x the dense "
+                       f"{label} for error {near.error:.3g})")
+            skipped += [(mb.name, why) for mb in g.members]
+            continue
+        for mb, s in zip(g.members, opt.splits):
+            mb.s = s
+        if not g.shared:
+            g.p = g.members[0].c // opt.s
+        g.m = opt.m
+        kept.append(g)
+    return kept, skipped
