@@ -32,6 +32,7 @@ would drop what it does not know.
 from __future__ import annotations
 
 import struct
+import warnings
 
 import flatbuffers
 import numpy as np
@@ -44,11 +45,36 @@ _IDENTIFIER = b"TFL3"
 
 
 class _SharingBuilder(flatbuffers.Builder):
-    """A flatbuffers builder that writes each distinct string, vector and table once."""
+    """A flatbuffers builder that writes each distinct string, vector and table once.
+
+    It also writes the fields of a table widest first (a table's fields may lie
+    in any order; its vtable says where): the generated code adds them in
+    schema order, which pads a 1-byte field between 4-byte ones to 4 bytes.
+    """
 
     def __init__(self, size):
         super().__init__(size)
         self.written = {}
+        self.fields = []
+
+    def StartObject(self, numfields):  # noqa: N802 (flatbuffers API)
+        super().StartObject(numfields)
+        self.fields = []
+
+    def PrependSlot(self, flags, o, x, d):  # noqa: N802 (every scalar field)
+        self.fields.append((flags.bytewidth, super().PrependSlot, (flags, o, x, d)))
+
+    def PrependUOffsetTRelativeSlot(self, o, x, d):  # noqa: N802 (every reference field)
+        self.fields.append((4, super().PrependUOffsetTRelativeSlot, (o, x, d)))
+
+    def PrependStructSlot(self, v, x, d):  # noqa: N802 (inline structs: none in TFLite)
+        raise NotImplementedError("tables with struct fields are not rewritten")
+
+    def EndObject(self):  # noqa: N802 (flatbuffers API)
+        for _, write, args in sorted(self.fields, key=lambda field: -field[0]):
+            write(*args)
+        self.fields = []
+        return super().EndObject()
 
     def _once(self, key, write):
         offset = self.written.get(key)
@@ -218,7 +244,8 @@ def shrink(content, *, keep_names=False):
 
     Returns:
         bytes: the smaller file, or ``content`` itself when it cannot be
-        rewritten without loss.
+        rewritten without loss (a ``RuntimeWarning`` says so if the rewrite
+        came out different from the model read, which would be a bug here).
     """
     sch = tflite._schema(tensorflow_fallback=True)
     content = bytes(content)
@@ -236,8 +263,10 @@ def shrink(content, *, keep_names=False):
     if not keep_names:
         _drop_internal_names(expected)
     if not _same(sch.ModelT.InitFromPackedBuf(result, 0), expected):
-        raise RuntimeError(  # a bug here, never the user's input
-            "keras_basis: the shrunk TFLite file differs from the converted model; "
-            "please report this. Pass shrink=False to convert without it."
+        warnings.warn(  # a bug here, never the user's input: keep the converter's file
+            "keras_basis could not shrink this TFLite file without changing it (please "
+            "report this); the converter's file is kept as it is.",
+            RuntimeWarning, stacklevel=2,
         )
+        return content
     return result if len(result) < len(content) else content
