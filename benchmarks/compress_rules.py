@@ -110,7 +110,7 @@ def main():
         for allocation, init in (("uniform", "svd"), ("error", "svd"),
                                  ("uniform", "data"), ("error", "data")):
             small = keras_basis.compress(
-                base, ratio=ratio, allocation=allocation, init=init,
+                base, ratio=ratio, objective="params", allocation=allocation, init=init,
                 calibration_data=calib if init == "data" else None, verbose=0,
             )
             rep = keras_basis.report(small, reference=base, print_fn=None)

@@ -256,7 +256,7 @@ def main(argv=None):
         f"{args.clusters} clusters per conv/dense kernel")
 
     # 3. basis (keras_basis.compress, SVD init), then basis x tfmot
-    small = keras_basis.compress(base, ratio=args.ratio, verbose=0)
+    small = keras_basis.compress(base, ratio=args.ratio, objective="params", verbose=0)
     small_tk = kbt.to_tf_keras(small)
     basis_ft = copy(small_tk)
     t = fit(basis_ft, x, y, **ft)

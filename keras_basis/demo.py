@@ -3,14 +3,17 @@
 1. Train a small CNN on the 1,797 handwritten digits that ship with
    scikit-learn (``sklearn.datasets.load_digits``: 8x8 images, 10 classes),
    upsampled to 16x16, with a fixed stratified 80/20 train/test split.
-2. Compress it with :func:`keras_basis.compress` at several parameter ratios
-   (SVD initialisation) and fine-tune each model briefly.
+2. Compress it with :func:`keras_basis.compress` at several ratios (its
+   default objective, SVD initialisation) and fine-tune each model briefly.
 3. Export every model to float32 and full-integer int8 ``.tflite`` files with
    :func:`keras_basis.export_tflite` (int8 calibrated on training images).
 4. Measure test accuracy in Keras and in TFLite, the file sizes and the
-   batch-1 latency (:func:`keras_basis.tflite.benchmark_tflite`), print one
-   table and write ``results.md``, ``results.json``, ``accuracy_vs_size.png``,
-   the ``.tflite`` files and the ``.keras`` models to the output folder.
+   batch-1 latency (the files of one format timed round-robin in the same
+   rounds, :func:`keras_basis.latency.time_interleaved`, so that each
+   compressed file's latency ratio to the original is measured under the
+   same load), print one table and write ``results.md``, ``results.json``,
+   ``accuracy_vs_size.png`` (accuracy and latency against size), the
+   ``.tflite`` files and the ``.keras`` models to the output folder.
 
 Run it as ``keras-basis demo --output-dir demo-output`` or call :func:`run`.
 """
@@ -37,7 +40,8 @@ class DemoConfig:
 
     Attributes:
         output_dir: folder for the results (created if missing).
-        ratios: parameter ratios of the compressed operating points.
+        ratios: the ``ratio`` of each compressed operating point (what it
+            budgets is ``objective``'s choice).
         epochs: training epochs of the baseline CNN.
         finetune_epochs: fine-tuning epochs of each compressed model.
         batch_size: training batch size.
@@ -48,13 +52,15 @@ class DemoConfig:
         threads: TFLite interpreter threads for the latency column.
         latency_runs: timed batch-1 runs per file (median reported).
         calibration_samples: training images used to calibrate int8.
-        allocation: how :func:`keras_basis.compress` spreads the ratio over the
+        objective: :func:`keras_basis.compress`'s ``objective`` (None: its
+            default).
+        allocation: how ``objective="params"`` spreads the ratio over the
             layers (``"error"`` or ``"uniform"``).
         seed: seed of the split, the initialisation and the training order.
     """
 
     output_dir: str = "demo-output"
-    ratios: tuple = (0.5, 0.25, 0.1)
+    ratios: tuple = (0.75, 0.5, 0.25)
     epochs: int = 20
     finetune_epochs: int = 5
     batch_size: int = 32
@@ -65,6 +71,7 @@ class DemoConfig:
     threads: int = 1
     latency_runs: int = 200
     calibration_samples: int = 200
+    objective: object = None
     allocation: str = "error"
     seed: int = 0
 
@@ -192,16 +199,25 @@ def _keras_accuracy(model, x, y):
 
 
 # ------------------------------------------------------------------------- writing
+def _ratio(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
 def format_table(rows):
-    """The demo's result table as text (one row per model and format)."""
-    header = ["model", "format", "params", "MFLOPs", "file bytes", "acc Keras", "acc TFLite",
-              "latency ms"]
+    """The demo's result table as text (one row per model and format).
+
+    ``size x`` and ``latency x`` are the ratios to the original file of the
+    same format (``file_ratio``, ``latency_ratio``; "-" where a row has none).
+    """
+    header = ["model", "format", "params", "MFLOPs", "file bytes", "size x", "acc Keras",
+              "acc TFLite", "latency ms", "latency x"]
     cells = [header]
     for r in rows:
         cells.append([
             r["model"], r["format"], f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}",
-            f"{r['file_bytes']:,}",
+            f"{r['file_bytes']:,}", _ratio(r.get("file_ratio")),
             f"{r['acc_keras']:.4f}", f"{r['acc_tflite']:.4f}", f"{r['latency_ms']:.3f}",
+            _ratio(r.get("latency_ratio")),
         ])
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines = []
@@ -235,7 +251,8 @@ def run(config=None, *, log=None):
         ``format``, ``params``, ``flops`` (2 x MACs per image), ``file``,
         ``file_bytes``, ``acc_keras``,
         ``acc_keras_before_finetune`` (compressed models), ``acc_tflite``,
-        ``latency_ms``, ``latency_p90_ms``.
+        ``latency_ms``, ``latency_p90_ms``, and the ratios to the original
+        file of the same format ``file_ratio`` and ``latency_ratio``.
 
     Example:
 
@@ -244,7 +261,7 @@ def run(config=None, *, log=None):
     import keras
 
     import keras_basis
-    from keras_basis import fileio, tflite
+    from keras_basis import fileio, latency, tflite
 
     config = config or DemoConfig()
     if log is None:
@@ -279,8 +296,10 @@ def run(config=None, *, log=None):
     for ratio in config.ratios:
         stage(f"compressing to ratio {ratio:g} and fine-tuning ({config.finetune_epochs} "
               f"epoch{'s' if config.finetune_epochs != 1 else ''})")
-        small = keras_basis.compress(baseline, ratio=ratio, allocation=config.allocation,
-                                     verbose=0)
+        options = {} if config.objective is None else {"objective": config.objective}
+        if config.objective == "params":
+            options["allocation"] = config.allocation
+        small = keras_basis.compress(baseline, ratio=ratio, verbose=0, **options)
         before = _keras_accuracy(small, x_test, y_test)
         _fit(small, x_train, y_train, epochs=config.finetune_epochs,
              batch_size=config.batch_size, learning_rate=config.finetune_learning_rate,
@@ -295,26 +314,40 @@ def run(config=None, *, log=None):
     calibration = x_train[: config.calibration_samples]
     rows = []
     for ratio in points:
-        model = models[ratio]
-        fileio.atomic_write(out / f"{_stem(ratio)}.keras", model.save)
-        for fmt, quantize in (("float32", None), ("int8", "int8")):
-            path = keras_basis.export_tflite(
-                model, out / f"{_stem(ratio)}_{fmt}.tflite", quantize=quantize,
+        fileio.atomic_write(out / f"{_stem(ratio)}.keras", models[ratio].save)
+    for fmt, quantize in (("float32", None), ("int8", "int8")):
+        paths = [
+            keras_basis.export_tflite(
+                models[ratio], out / f"{_stem(ratio)}_{fmt}.tflite", quantize=quantize,
                 representative_dataset=calibration if quantize else None,
             )
+            for ratio in points
+        ]
+        # All files of a format timed in the same rounds: the ratios to the
+        # original do not depend on when the machine was busy.
+        timing = latency.time_interleaved(
+            [path.read_bytes() for path in paths], threads=config.threads,
+            runs=config.latency_runs, warmup=10,
+        )
+        for ratio, path, bench in zip(points, paths, timing):
+            model = models[ratio]
             acc = _accuracy(tflite.run_tflite(path, x_test, threads=config.threads), y_test)
-            bench = tflite.benchmark_tflite(path, threads=config.threads,
-                                            runs=config.latency_runs, warmup=10)
             row = dict(model=_label(ratio), ratio=ratio, format=fmt,
                        params=int(model.count_params()),
                        flops=2 * keras_basis.count_macs(model),
                        file=path.name,
                        file_bytes=path.stat().st_size, acc_tflite=acc,
                        latency_ms=bench["median_ms"], latency_p90_ms=bench["p90_ms"],
+                       file_ratio=path.stat().st_size / paths[0].stat().st_size,
+                       latency_ratio=bench["median_ms"] / timing[0]["median_ms"],
                        **info[ratio])
             rows.append(row)
             log(f"      {path.name}: {row['file_bytes']:,} bytes, TFLite accuracy "
-                f"{acc:.4f}, {bench['median_ms']:.3f} ms")
+                f"{acc:.4f}, {bench['median_ms']:.3f} ms ({row['latency_ratio']:.2f}x)")
+    for row in rows:  # the original's own ratios are 1 by definition: shown as "-"
+        if row["ratio"] is None:
+            row["file_ratio"] = row["latency_ratio"] = None
+    rows.sort(key=lambda r: (points.index(r["ratio"]), r["format"]))
 
     elapsed = time.perf_counter() - started
     table = format_table(rows)
@@ -322,7 +355,10 @@ def run(config=None, *, log=None):
         f"Test set: {len(x_test)} held-out digits (scikit-learn load_digits, stratified 20%, "
         f"seed {config.seed}). Latency: median of {config.latency_runs} batch-1 runs, "
         f"{config.threads} thread(s), XNNPACK on, {platform.processor() or platform.machine()}"
-        f". MFLOPs: 2 x multiply-adds per image. Total time {elapsed:.0f} s."
+        f", the files of one format timed round-robin; size x and latency x: ratio to the "
+        f"original of the same format. Compression: keras_basis.compress(ratio=r"
+        f"{'' if config.objective is None else f', objective={config.objective!r}'}). "
+        f"MFLOPs: 2 x multiply-adds per image. Total time {elapsed:.0f} s."
     )
     plot_accuracy_vs_size(rows, out / "accuracy_vs_size.png")
     settings = dataclasses.asdict(config)

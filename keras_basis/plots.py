@@ -2,7 +2,8 @@
 
 ``spectra_figure`` / ``plot_spectra`` draw each layer's singular-value
 spectrum with its m marked (``keras-basis report --plot``);
-``plot_accuracy_vs_size`` draws the demo's accuracy against file size. The
+``plot_accuracy_vs_size`` draws the demo's accuracy and latency against file
+size. The
 PNG files are written atomically with :mod:`keras_basis.fileio`.
 """
 
@@ -76,11 +77,15 @@ def plot_spectra(entries, path, title):
 
 
 def plot_accuracy_vs_size(rows, path, title="digits CNN"):
-    """Save the TFLite accuracy against file size (one line per format) as PNG.
+    """Save TFLite accuracy and latency against file size (one line per format) as PNG.
+
+    Two panels sharing the size axis: test accuracy (left) and batch-1
+    latency (right), so that a smaller file that runs slower shows.
 
     Args:
         rows: dicts with ``model``, ``format`` (``"float32"`` / ``"int8"``),
-            ``file_bytes`` and ``acc_tflite`` (the demo's result rows).
+            ``file_bytes``, ``acc_tflite`` and ``latency_ms`` (the demo's
+            result rows).
         path: the PNG file to write (atomically).
         title: the title prefix.
 
@@ -92,29 +97,32 @@ def plot_accuracy_vs_size(rows, path, title="digits CNN"):
 
     from keras_basis import fileio
 
-    fig = Figure(figsize=(6.4, 4.4), dpi=120)
-    ax = fig.add_subplot()
-    for fmt, marker in (("float32", "o"), ("int8", "s")):
-        pts = [r for r in rows if r["format"] == fmt]
-        if not pts:
-            continue
-        pts.sort(key=lambda r: r["file_bytes"])
-        ax.plot([r["file_bytes"] / 1024 for r in pts], [r["acc_tflite"] for r in pts],
-                marker=marker, label=f"TFLite {fmt}")
-        for r in pts:
-            ax.annotate(r["model"], (r["file_bytes"] / 1024, r["acc_tflite"]),
-                        textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # minor ticks: label only 2, 3 and 5 x 10^k, so that labels never collide
-    ax.xaxis.set_minor_formatter(
-        FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
-    )
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_xlabel("file size (KiB, log scale)")
-    ax.set_ylabel("test accuracy (TFLite)")
-    ax.set_title(f"{title}: accuracy vs size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    fig = Figure(figsize=(11.0, 4.4), dpi=120)
+    panels = (("acc_tflite", "test accuracy (TFLite)", "accuracy vs size", "lower right"),
+              ("latency_ms", "batch-1 latency (ms, TFLite)", "latency vs size", "upper left"))
+    for k, (key, ylabel, what, where) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for fmt, marker in (("float32", "o"), ("int8", "s")):
+            pts = [r for r in rows if r["format"] == fmt]
+            if not pts:
+                continue
+            pts.sort(key=lambda r: r["file_bytes"])
+            ax.plot([r["file_bytes"] / 1024 for r in pts], [r[key] for r in pts],
+                    marker=marker, label=f"TFLite {fmt}")
+            for r in pts:
+                ax.annotate(r["model"], (r["file_bytes"] / 1024, r[key]),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        # minor ticks: label only 2, 3 and 5 x 10^k, so that labels never collide
+        ax.xaxis.set_minor_formatter(
+            FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
+        )
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_xlabel("file size (KiB, log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}: {what}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc=where)
     fig.tight_layout()
     return fileio.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

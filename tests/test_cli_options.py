@@ -32,6 +32,7 @@ def test_registry_has_every_command_with_register_and_run():
                          "report": ["report", "a.keras"],
                          "export": ["export", "a.keras", "b.tflite"],
                          "bench": ["bench", "a.tflite"],
+                         "profile": ["profile", "a.keras"],
                          "demo": ["demo"]}[name]).run is module.run
 
 
@@ -231,3 +232,18 @@ def test_disk_full_errors_name_the_target_not_the_temp():
     assert io_helpers.error_text(err) == "/data/out/model.tflite: No space left on device"
     err = OSError(28, "No space left on device", "/data/plain.keras")
     assert io_helpers.error_text(err) == "/data/plain.keras: No space left on device"
+
+
+def test_objective_flags():
+    """--objective/--latency-table of compress, --objective of demo (None: the library's)."""
+    assert _parse("compress", "a.keras", "b.keras", "--ratio", "0.5").objective is None
+    args = _parse("compress", "a.keras", "b.keras", "--ratio", "0.5", "--objective", "latency",
+                  "--latency-table", "t.json")
+    assert (args.objective, args.latency_table) == ("latency", "t.json")
+    assert _parse("export", "a.keras", "b.tflite", "--fold", "auto", "--latency-table",
+                  "t.json").latency_table == "t.json"
+    from keras_basis.cli.demo import config_from_args
+
+    assert config_from_args(_parse("demo")).objective is None
+    assert config_from_args(_parse("demo", "--quick", "--objective", "params")).objective == (
+        "params")

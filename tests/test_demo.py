@@ -77,12 +77,14 @@ def test_format_table_and_plot(tmp_path):
         dict(model="original", format="float32", params=1000, flops=2_500_000,
              file_bytes=4000, acc_keras=0.98, acc_tflite=0.98, latency_ms=0.1),
         dict(model="basis r=0.5", format="int8", params=500, flops=1_000_000,
-             file_bytes=900, acc_keras=0.97, acc_tflite=0.965, latency_ms=0.05),
+             file_bytes=900, acc_keras=0.97, acc_tflite=0.965, latency_ms=0.05,
+             file_ratio=0.226, latency_ratio=0.5),
     ]
     table = demo.format_table(rows).splitlines()
     assert table[0].split()[:3] == ["model", "format", "params"]
-    assert table[2].split() == ["original", "float32", "1,000", "2.5", "4,000", "0.9800",
-                                "0.9800", "0.100"]
+    assert table[2].split() == ["original", "float32", "1,000", "2.5", "4,000", "-", "0.9800",
+                                "0.9800", "0.100", "-"]
+    assert table[3].split()[-5:] == ["0.23", "0.9700", "0.9650", "0.050", "0.50"]
     path = demo.plot_accuracy_vs_size(rows, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # no temp file left
@@ -112,7 +114,8 @@ def test_demo_quick_end_to_end(tmp_path):
         "basis_r0p25_float32.tflite", "basis_r0p25_int8.tflite",
     ])
     assert (out / "accuracy_vs_size.png").read_bytes()[:8] == PNG_MAGIC
-    header = "model  format  params  MFLOPs  file bytes  acc Keras  acc TFLite  latency ms"
+    header = ("model  format  params  MFLOPs  file bytes  size x  acc Keras  acc TFLite  "
+              "latency ms  latency x")
     assert " ".join(header.split()) in " ".join(result.stdout.split())
 
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -123,6 +126,12 @@ def test_demo_quick_end_to_end(tmp_path):
     for r in rows:
         assert r["file_bytes"] == (out / r["file"]).stat().st_size
         assert r["latency_ms"] > 0
+        if r["ratio"] is None:
+            assert r["file_ratio"] is None and r["latency_ratio"] is None
+        else:  # ratios to the original of the same format, from the rows themselves
+            base = by["original", r["format"]]
+            assert r["file_ratio"] == pytest.approx(r["file_bytes"] / base["file_bytes"])
+            assert r["latency_ratio"] == pytest.approx(r["latency_ms"] / base["latency_ms"])
     orig = by["original", "float32"]
     assert orig["acc_keras"] > 0.8
     # The MFLOPs column: 2 x MACs, the hand count of the CNN above; the compressed

@@ -16,20 +16,25 @@ EXPECTED_ALL = [
     "BasisBias",
     "BasisConv2D",
     "BasisPair",
+    "LatencyTable",
+    "LayerGeometry",
     "basis_clone_function",
     "basis_pairs",
     "compress",
     "count_macs",
     "decompress",
     "export_tflite",
+    "latency",
     "maths",
+    "profile_model",
     "report",
     "strip",
     "tflite",
     "__version__",
 ]
-CLASSES = {"BasisBias": keras.layers.Layer, "BasisConv2D": keras.layers.Layer, "BasisPair": object}
-MODULES = {"maths", "tflite"}
+CLASSES = {"BasisBias": keras.layers.Layer, "BasisConv2D": keras.layers.Layer, "BasisPair": object,
+           "LatencyTable": object, "LayerGeometry": object}
+MODULES = {"latency", "maths", "tflite"}
 
 
 def test_public_names():
@@ -57,8 +62,9 @@ def test_submodule_public_names():
         "BasisPair", "basis_clone_function", "basis_pairs", "compress", "decompress",
         "report", "spectra", "strip"]
     assert keras_basis.tflite.__all__ == [
-        "benchmark_tflite", "compare_with_keras", "op_histogram", "run_tflite", "tflite_ops"]
-    assert keras_basis.export.__all__ == ["export_tflite", "fold_plan"]
+        "benchmark_tflite", "compare_with_keras", "op_histogram", "run_tflite", "size_breakdown",
+        "tflite_ops"]
+    assert keras_basis.export.__all__ == ["export_tflite", "fold_plan", "split_modes"]
     assert "rank_for_energy" in keras_basis.maths.__all__
     for module in (keras_basis.transform, keras_basis.tflite, keras_basis.export,
                    keras_basis.maths):

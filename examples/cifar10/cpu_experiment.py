@@ -12,7 +12,10 @@ the weights of the residual-block convs (ResNet-20: 268k parameters -> 61k-70k):
   (ratio 0.25 per layer, ``allocation="uniform"`` so the architectures equal the
   scratch ones; SVD init) then ``--finetune-epochs`` epochs at lr 0.01: split-wise
   with gamma = 0 and gamma = ``--gamma``; s = 1 and s = c with gamma = 0; the
-  split-wise gamma = 0 run again with seed 1 (same baseline, other data order).
+  split-wise gamma = 0 run again with seed 1 (same baseline, other data order);
+- what speed costs in accuracy: every conv compressed at ratio 0.5 with
+  ``objective="params"``, ``"macs"`` and ``"latency"`` (runs ``obj-*-r0.5``), the same
+  fine-tuning.
 
 Each run is one ``examples.cifar10.train`` process (resumable: rerunning this script
 skips finished runs and resumes an interrupted one); the table is printed at the end
@@ -41,6 +44,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
 RATIO = 0.25
+OBJECTIVES = ("params", "macs", "latency")
 GROUP_SIZES = "4,4,8"
 BLOCK_CONVS = r"stage\d+_block\d+_conv\d+"  # compress exactly the convs the builders replace
 DEFAULT_TAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -109,6 +113,12 @@ def plan(args):
          tuned("channel", 0.0)),
         ("svd-auto-g0-s1", "pretrained+SVD", "basis s=Eq.13", 1, tuned("auto", 0.0)),
     ]
+    # What speed costs in accuracy (issue 12): every conv compressed at ratio 0.5 under
+    # each objective of keras_basis.compress, then the same fine-tuning.
+    for objective in OBJECTIVES:
+        runs.append((f"obj-{objective}-r0.5", "pretrained+SVD", f"objective={objective}, r=0.5",
+                     0, tune + ["--from-pretrained", base_model, "--no-pretrained-eval",
+                                "--ratio", "0.5", "--objective", objective, "--init", "svd"]))
     out = []
     for name, route, label, seed, argv in runs:
         argv = argv + ["--seed", str(seed), "--output-dir", str(pathlib.Path(args.out) / name)]

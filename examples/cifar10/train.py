@@ -153,8 +153,13 @@ def parse_args(argv=None):
     g.add_argument("--gamma", type=float, default=0.0, help="Eq. 18 weight")
     g.add_argument("--no-pretrained-eval", action="store_true",
                    help="skip evaluating the loaded model before compressing it")
+    g.add_argument("--objective", default="params", choices=("params", "macs", "latency"),
+                   help="what --ratio budgets in keras_basis.compress: 'params' (the paper's "
+                   "budget, this recipe's default), 'macs' (the library's default) or "
+                   "'latency' (TFLite latency measured on this machine)")
     g.add_argument("--allocation", default="error", choices=("error", "uniform"),
-                   help="keras_basis.compress allocation of m across layers (with --ratio)")
+                   help="keras_basis.compress allocation of m across layers (with --ratio "
+                   "and --objective params)")
     g.add_argument("--layers", default=None,
                    help="regular expression (full match) of the Conv2D names to compress; "
                         "default: keras_basis.compress's choice")
@@ -256,7 +261,9 @@ def _compress_kwargs(args):
         kw["num_basis"] = _int_or_list(args.num_basis)
     if args.ratio is not None:
         kw["ratio"] = args.ratio
-        kw["allocation"] = args.allocation
+        kw["objective"] = args.objective
+        if args.objective == "params":
+            kw["allocation"] = args.allocation
     if args.share:
         kw["share"] = args.share
     if args.layers:

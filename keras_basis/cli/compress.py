@@ -10,6 +10,7 @@ from keras_basis.cli.io_helpers import (
     CLIError,
     NothingToDo,
     calibration,
+    check_input_file,
     check_keras_file,
     check_output_file,
     image_files,
@@ -47,7 +48,8 @@ def register(subparsers, prog, common=()):
     options.add_size_args(
         p,
         required=True,
-        ratio_help="keep this fraction (0, 1] of the compressed layers' parameters",
+        ratio_help="the budget, a fraction (0, 1] of the original's cost; --objective "
+        "says which cost",
         num_basis_help="basis filters m per layer",
         splits_help="channel splits s per layer, or 'auto' (Eq. 13 of the paper)",
     )
@@ -58,6 +60,7 @@ def register(subparsers, prog, common=()):
         "a residual Add), 'stage' (same input resolution), 'network' (one basis per kernel "
         "size, sliced), or explicit groups 'conv1,conv2;conv3,conv4' (default: no sharing)",
     )
+    options.add_objective_arg(p)
     options.add_allocation_arg(p)
     p.add_argument(
         "--init",
@@ -112,9 +115,17 @@ def run(args):
     import keras_basis
 
     model = load_model(src, safe_mode=args.safe_mode)
-    kwargs = dict(splits=args.splits, init=args.init, allocation=args.allocation)
+    kwargs = dict(splits=args.splits, init=args.init)
     if args.ratio is not None:
         kwargs["ratio"] = args.ratio
+        if args.objective is not None:
+            kwargs["objective"] = args.objective
+        if args.objective == "params":
+            kwargs["allocation"] = args.allocation
+        if args.latency_table:
+            if args.objective != "latency":
+                raise CLIError("--latency-table needs --objective latency")
+            kwargs["latency_table"] = check_input_file(args.latency_table, ".json")
     else:
         kwargs["num_basis"] = args.num_basis
     if layers:

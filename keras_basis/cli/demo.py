@@ -10,9 +10,10 @@ SUMMARY = "train, compress, fine-tune, export and benchmark a small CNN (offline
 DESCRIPTION = (
     "Train a small CNN on the 1,797 handwritten digits that ship with\n"
     "scikit-learn (8x8 images upsampled to 16x16; fixed 80/20 split), compress it\n"
-    "at several parameter ratios, fine-tune each briefly, export float32 and int8\n"
-    ".tflite files and print one table: parameters, FLOPs, file bytes, test\n"
-    "accuracy in Keras and in TFLite, batch-1 latency. Writes the .tflite files,\n"
+    "at several ratios, fine-tune each briefly, export float32 and int8 .tflite\n"
+    "files and print one table: parameters, FLOPs, file bytes and size ratio, test\n"
+    "accuracy in Keras and in TFLite, batch-1 latency and its ratio to the original\n"
+    "(the files of one format timed round-robin). Writes the .tflite files,\n"
     "the models, results.md/results.json and accuracy_vs_size.png to --output-dir.\n"
     "No download; a few minutes on 2 CPU cores."
 )
@@ -20,10 +21,12 @@ EXAMPLES = (
     "--output-dir demo-output",
     "--quick --output-dir /tmp/demo",
     "--ratios 0.5,0.2 --finetune-epochs 5",
+    "--objective latency --ratios 0.5",
 )
 # Flags that override a DemoConfig field when given (the others come from
 # DemoConfig() or, with --quick, DemoConfig.quick()).
-OVERRIDES = ("ratios", "epochs", "finetune_epochs", "threads", "allocation", "seed")
+OVERRIDES = ("ratios", "epochs", "finetune_epochs", "threads", "objective", "allocation",
+             "seed")
 
 
 def register(subparsers, prog, common=()):
@@ -70,6 +73,7 @@ def register(subparsers, prog, common=()):
         metavar="N",
         help="TFLite threads for the latency column (default: %(default)s)",
     )
+    options.add_objective_arg(p, action=options.Explicit, table=False)
     options.add_allocation_arg(p, default=d.allocation, action=options.Explicit)
     p.add_argument(
         "--seed", type=int, default=d.seed, action=options.Explicit,

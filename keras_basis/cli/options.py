@@ -11,6 +11,7 @@ import argparse
 
 QUANTIZE_CHOICES = ("none", "float16", "dynamic", "int8")
 ALLOCATION_CHOICES = ("error", "uniform")
+OBJECTIVE_CHOICES = ("params", "macs", "latency")
 XNNPACK_CHOICES = ("on", "off", "both")
 
 
@@ -171,6 +172,27 @@ def add_allocation_arg(p, *, default="error", action=None):
         help="with a ratio: 'error' spreads m to minimise the total approximation error; "
         "'uniform' keeps the ratio in every layer (default: %(default)s)",
     )
+
+
+def add_objective_arg(p, *, action=None, table=True):
+    """``--objective params|macs|latency`` (what a ratio budgets) and ``--latency-table``."""
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVE_CHOICES,
+        default=None,
+        action=action,
+        help="what --ratio budgets: 'macs' (the whole model's multiply-accumulates, pairs "
+        "only where they cut a layer's MACs by half; the default of keras_basis.compress), "
+        "'latency' (TFLite latency measured on this machine, or from --latency-table), "
+        "'params' (the compressed layers' parameters)",
+    )
+    if table:
+        p.add_argument(
+            "--latency-table",
+            metavar="TABLE.json",
+            help="with --objective latency: layer timings from `keras-basis profile` (e.g. "
+            "measured on a phone); missing entries are measured on this machine",
+        )
 
 
 def add_load_args(p):
