@@ -161,12 +161,12 @@ def print_tables(rows):
         base = next(r for r in rows if r["model"] == row["model"]
                     and r["variant"] == "original" and r["precision"] == row["precision"])
         px = row["params"] / base["params"]
-        before = (f"{row['before']['total'] / base['before']['total']:.3f}"
+        before = (f"{row['before']['total'] / base['before']['total']:.4f}"
                   if row["has_before"] else "n/a")
         after = row["after"]["total"] / base["after"]["total"]
         diff = max(row["max_abs_diff"], base["max_abs_diff"])
-        print(f"| {row['model']} | {row['precision']} | {px:.3f} | {before} | "
-              f"{after:.3f} | {px + 0.05:.3f} | {'yes' if after <= px + 0.05 else 'NO'} | "
+        print(f"| {row['model']} | {row['precision']} | {px:.4f} | {before} | "
+              f"{after:.4f} | {px + 0.05:.4f} | {'yes' if after <= px + 0.05 else 'NO'} | "
               f"{row['before']['total']:,} -> {row['after']['total']:,} | {diff:g} |")
     print()
     print("| model | variant | precision | params (Keras) | "
