@@ -240,6 +240,7 @@ def export_tflite(
     return_content=False,
     split_mode=None,
     latency_table=None,
+    shrink=True,
 ):
     """Convert a Keras model (basis layers included) to a ``.tflite`` file.
 
@@ -301,6 +302,12 @@ def export_tflite(
         latency_table: with ``fold="auto"``: a path or
             ``keras_basis.latency.LatencyTable`` of layer timings (e.g. from a
             phone, see tflite/README.md); missing entries are measured here.
+        shrink: rewrite the converter's file without changing the model
+            (default True): internal tensors lose their names (inputs, outputs
+            and signature tensors keep theirs), tensors without data share the
+            empty buffer 0, and every identical vector and table is stored
+            once. False keeps the converter's bytes, names included.
+            ``keras_basis.tflite.size_breakdown`` shows where the bytes go.
         return_content: also return the bytes written (default False). Verify
             and measure those (``keras_basis.tflite.compare_with_keras``
             accepts bytes; ``len(content)`` is the size), not the file at
@@ -364,7 +371,8 @@ def export_tflite(
     if batch_size is None:
         shapes = [(None,) + s[1:] for s in shapes]
     content = _convert.convert(
-        model, shapes, quantize, representative_dataset, int8_io, calibration_steps
+        model, shapes, quantize, representative_dataset, int8_io, calibration_steps,
+        shrink=shrink,
     )
     if path is not None:
         fileio.write_bytes(path, content)

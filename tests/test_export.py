@@ -531,3 +531,14 @@ def test_path_none_returns_the_bytes_and_writes_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
     with pytest.raises(TypeError, match=r"None is allowed only with return_content=True"):
         keras_basis.export_tflite(model, None)
+
+
+def test_shrink_option_keeps_outputs_and_saves_bytes(model_and_data):
+    """shrink=False keeps the converter's bytes; the default file computes the same."""
+    model, x, calib = model_and_data
+    for quantize in (None, "int8"):
+        files = [export_tflite(model, None, quantize=quantize, representative_dataset=calib,
+                               shrink=shrink, return_content=True)[1]
+                 for shrink in (True, False)]
+        assert len(files[0]) < len(files[1])
+        np.testing.assert_array_equal(kt.run_tflite(files[0], x), kt.run_tflite(files[1], x))
