@@ -128,7 +128,9 @@ def compressed(work):
     """Run ``compress`` twice concurrently: ratio 0.5 and a lossless num-basis."""
     half, exact = run_many(
         [
-            ["compress", "tiny.keras", "half.keras", "--ratio", "0.5"],
+            # the parameter budget: under the default (MACs, pairs only at <= half a
+            # layer's MACs) this tiny model cannot be halved ("ratio out of reach" below)
+            ["compress", "tiny.keras", "half.keras", "--ratio", "0.5", "--objective", "params"],
             # Full rank saves nothing: naming the layers forces the pairs (else exit 3).
             ["compress", "tiny.keras", "exact.keras", "--num-basis", "1000", "--splits", "1",
              "--layers", "c1", "c2", "c3"],
@@ -199,7 +201,8 @@ def test_report_and_plot(work, compressed):
     result, original = run_many(
         [
             ["report", "half.keras", "--reference", "tiny.keras", "--plot", plot.name],
-            ["report", "tiny.keras", "--ratio", "0.3", "--plot", plot_orig.name],
+            ["report", "tiny.keras", "--ratio", "0.3", "--objective", "params", "--plot",
+             plot_orig.name],
         ],
         work,
     )
@@ -237,7 +240,7 @@ def test_spectra_data_and_marks_behind_the_plot(work, compressed):
         np.testing.assert_allclose(e["sv"], _split_singular_values(kernel, pair.s),
                                    rtol=1e-4, atol=1e-6)
     # An original model with --ratio 0.5: the m that compress --ratio 0.5 chose.
-    planned = transform.spectra(tiny, ratio=0.5)
+    planned = transform.spectra(tiny, ratio=0.5, objective="params")
     assert [(e["name"], e["s"], e["marks"][0][0]) for e in planned] == [
         (p.name, p.s, p.m) for p in pairs.values()]
     # An original model without a size: m keeping 90% and 99% of the energy.
@@ -472,6 +475,8 @@ ERRORS = {
                    "argument --ratio: expected a number in (0, 1], received 0"),
     "ratio above one": (["compress", "tiny.keras", "o.keras", "--ratio", "1.5"], 2,
                         "expected a number in (0, 1], received 1.5"),
+    "ratio out of reach": (["compress", "tiny.keras", "o.keras", "--ratio", "0.5"], 1,
+                           "objective='macs' cannot reach ratio=0.5 on model"),
     "int8 without calibration": (["export", "tiny.keras", "o.tflite", "--quantize", "int8"],
                                  1, "--quantize int8 needs calibration data"),
     "unwritable output": (["compress", "tiny.keras", "a_file/o.keras", "--ratio", "0.5"], 1,
@@ -541,7 +546,8 @@ def test_every_help_lists_examples(work):
     script = (
         "import sys\n"
         "from keras_basis.cli import main\n"
-        "for cmd in ([], ['compress'], ['report'], ['export'], ['bench'], ['demo']):\n"
+        "for cmd in ([], ['compress'], ['report'], ['export'], ['bench'], ['profile'],\n"
+        "            ['demo']):\n"
         "    try:\n"
         "        main(cmd + ['--help'])\n"
         "    except SystemExit as e:\n"
@@ -553,9 +559,10 @@ def test_every_help_lists_examples(work):
         timeout=300,
     )
     assert_ok(result)
-    pages = result.stdout.split("=====")[:6]
-    assert len(pages) == 6
-    for page, cmd in zip(pages, ["", "compress", "report", "export", "bench", "demo"]):
+    pages = result.stdout.split("=====")[:7]
+    assert len(pages) == 7
+    for page, cmd in zip(pages, ["", "compress", "report", "export", "bench", "profile",
+                                 "demo"]):
         assert f"usage: keras-basis {cmd}".rstrip() in page
         assert "examples:" in page
         assert re.search(rf"^\s+keras-basis {cmd}", page, re.M), page
@@ -569,7 +576,9 @@ def test_every_help_lists_examples(work):
                        (3, ["--num-calibration N", "(default: 200)", "--scale S[,S...]",
                             "--image-size HxW", "(default: none)", "(default: 16)"]),
                        (4, ["--threads N[,N...]", "(default: 100)", "(default: on)"]),
-                       (5, ["(default: 20)", "(default: 0.5,0.25,0.1)", "(default: error)"])):
+                       (1, ["--objective {params,macs,latency}", "--latency-table TABLE.json"]),
+                       (6, ["(default: 20)", "(default: 0.75,0.5,0.25)", "(default: error)",
+                            "--objective {params,macs,latency}"])):
         page = " ".join(pages[cmd].split())
         for flag in flags:
             assert flag in page, (cmd, flag)

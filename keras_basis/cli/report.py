@@ -5,7 +5,13 @@ from __future__ import annotations
 import pathlib
 
 from keras_basis.cli import options
-from keras_basis.cli.io_helpers import CLIError, check_keras_file, check_output_file, load_model
+from keras_basis.cli.io_helpers import (
+    CLIError,
+    check_input_file,
+    check_keras_file,
+    check_output_file,
+    load_model,
+)
 
 NAME = "report"
 SUMMARY = "print the per-layer table of a model (original or compressed)"
@@ -48,6 +54,7 @@ def register(subparsers, prog, common=()):
         num_basis_help="original models: mark this m",
         splits_help="original models: channel splits for the spectra ('auto' = Eq. 13)",
     )
+    options.add_objective_arg(p)
     options.add_load_args(p)
     p.set_defaults(run=run)
     return p
@@ -66,8 +73,14 @@ def run(args):
     reference = load_model(ref, safe_mode=args.safe_mode) if ref else None
     keras_basis.report(model, reference=reference)
     if args.plot:
+        budget = {}
+        if args.ratio is not None and args.objective is not None:
+            budget["objective"] = args.objective
+            if args.latency_table:
+                budget["latency_table"] = check_input_file(args.latency_table, ".json")
         entries = transform.spectra(
-            model, reference, ratio=args.ratio, num_basis=args.num_basis, splits=args.splits
+            model, reference, ratio=args.ratio, num_basis=args.num_basis, splits=args.splits,
+            **budget,
         )
         if not entries:
             raise CLIError(f"{args.model}: no Conv2D or basis layers to plot")
