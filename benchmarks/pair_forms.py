@@ -141,8 +141,8 @@ def main(argv=None):
             if s > 1:
                 files.append(_convert(_pair(c, n, hw, s, m, "dilated"), q, data))
             prefix = {}
-            if args.ops:
-                for mode in (("batch", "dilated") if s > 1 else ("batch",)):
+            if args.ops and s > 1:  # s = 1 has no split ops to profile
+                for mode in ("batch", "dilated"):
                     prefix[mode] = [(name, _convert(mdl, q, data))
                                     for name, mdl in _prefixes(c, n, hw, s, m, mode)]
             for threads in args.threads:
