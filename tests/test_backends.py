@@ -111,6 +111,7 @@ def test_jax_backend(tmp_path):
     _check(_run("jax", tmp_path), "jax")
 
 
+@pytest.mark.slow  # 40 s; the JAX backend test stays in the default suite
 @pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
     reason="PyTorch is not installed (pip install -e '.[torch]'; the test extra has it)",

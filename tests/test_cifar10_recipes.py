@@ -357,6 +357,7 @@ def _read_rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # 30-75 s; test_run.py and test_div2k_train.py cover resume, strategies
 def test_train_resume_after_interruption(tmp_path, rng):
     _tiny_folder(tmp_path / "data", rng)
     out = tmp_path / "run"
@@ -394,6 +395,7 @@ def test_train_resume_after_interruption(tmp_path, rng):
                                atol=1e-4)
 
 
+@pytest.mark.slow  # 30-75 s; test_run.py and test_div2k_train.py cover resume, strategies
 def test_train_mirrored_on_two_logical_cpus(tmp_path, rng):
     _tiny_folder(tmp_path / "data", rng)
     out = tmp_path / "run"
@@ -412,6 +414,7 @@ def test_train_mirrored_on_two_logical_cpus(tmp_path, rng):
     assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
 
 
+@pytest.mark.slow  # 30-75 s; test_run.py and test_div2k_train.py cover resume, strategies
 def test_train_multi_worker_strategy_single_worker_cluster(tmp_path, rng):
     import socket
 
@@ -473,11 +476,15 @@ def test_train_from_pretrained_compress_and_gamma(tmp_path, rng):
 def test_cpu_experiment_plan_parses_and_tabulates(tmp_path):
     runs = cpu_experiment.main(["--out", str(tmp_path), "--dry-run"])
     names = [r[0] for r in runs]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 15
     for name, route, label, seed, argv in runs:
         args = train.parse_args(argv)
         assert args.network == "resnet20" and args.seed == seed
         assert pathlib.Path(args.output_dir).name == name
+        # the paper's parameter budget, except the runs comparing the objectives
+        expected = name.split("-")[1] if name.startswith("obj-") else "params"
+        assert args.objective == expected, name
+    assert names[-3:] == ["obj-params-r0.5", "obj-macs-r0.5", "obj-latency-r0.5"]
     fake = {"params": 66522, "macs": 19_665_536, "test_accuracy": 0.5, "epochs": 4,
             "train_seconds": 120.0, "test_images": 10000, "train_images": 10000}
     for name in ("baseline-s0", "svd-auto-g0-s0"):

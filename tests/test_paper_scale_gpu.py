@@ -133,6 +133,7 @@ def crop_flip_reference(image, dy, dx, flip, pad=4):
 '''
 
 
+@pytest.mark.slow  # about a minute on 2 cores (JAX)
 @needs_jax
 def test_scanned_epochs_equal_keras_train_on_batch_and_keep_the_models_variables(tmp_path):
     """Two compiled epochs of a pair (lr 0.1, then 0.01 after a milestone) == the same
