@@ -42,6 +42,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_basis  # noqa: E402
+from benchmarks.tflite_bench import stored_params  # noqa: E402
 from keras_basis import fileio, latency  # noqa: E402
 
 NETS = ("demo", "resnet20", "resnet56", "vgg16", "mobilenetv2", "resnet50", "srresnet",
@@ -98,19 +99,6 @@ def randomize_bn(model, seed=0):
             n = layer.moving_mean.shape[0]
             layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-
-
-def stored_params(model):
-    """Weights a TFLite file stores: no BatchNorm (folded), a shared weight once."""
-    seen, total = set(), 0
-    for layer in leaf_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        for w in layer.weights:
-            if id(w) not in seen:
-                seen.add(id(w))
-                total += int(np.prod(w.shape))
-    return total
 
 
 def variants(net, original, paper, args, table, log):
