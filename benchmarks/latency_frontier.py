@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import sys
 import time
 
@@ -208,8 +209,11 @@ def markdown(records, threads):
     for rec in records:
         for row in rec["rows"]:
             if "error" in row:
+                reach = re.search(r"smallest reachable ratio .*? is ([0-9.]+)", row["error"])
+                why = (f"not reachable (smallest: {float(reach.group(1)):.2f})" if reach
+                       else row["error"][:90])
                 lines.append(f"| {row['net']} | {row['variant']} | "
-                             + " | ".join(["-"] * (len(head) - 3)) + f" | {row['error'][:90]} |")
+                             + " | ".join(["-"] * (len(head) - 3)) + f" | {why} |")
                 continue
             cells = [row["net"], row["variant"], _fmt(row.get("params_x")),
                      _fmt(row.get("macs_x")), _fmt(row.get("bytes_float32_x")),
