@@ -323,12 +323,19 @@ INTERRUPT = textwrap.dedent(
 )
 
 
+def _default_sigint():
+    """Child processes get the default SIGINT action: a shell starts background jobs
+    (``cmd &``, e.g. a CI script) with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_and_status_130(work):
     (work / "interrupt.py").write_text(INTERRUPT)
     proc = subprocess.Popen(
         [sys.executable, "interrupt.py", "export", "tiny.keras", "int.tflite", "--num-verify",
          "16"],
         cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
     )
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGINT)
@@ -359,7 +366,7 @@ def test_stderr_is_one_line_without_any_log_settings(work):
 def test_ctrl_c_while_tensorflow_loads_is_one_line(work):
     proc = subprocess.Popen([sys.executable, "-m", "keras_basis", "report", "missing.keras"],
                             cwd=work, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     time.sleep(1.0)  # TensorFlow takes several seconds to load
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
