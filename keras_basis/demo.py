@@ -316,37 +316,37 @@ def run(config=None, *, log=None):
     for ratio in points:
         fileio.atomic_write(out / f"{_stem(ratio)}.keras", models[ratio].save)
     for fmt, quantize in (("float32", None), ("int8", "int8")):
-        paths = [
+        files = [
             keras_basis.export_tflite(
                 models[ratio], out / f"{_stem(ratio)}_{fmt}.tflite", quantize=quantize,
-                representative_dataset=calibration if quantize else None,
+                representative_dataset=calibration if quantize else None, return_content=True,
             )
             for ratio in points
         ]
         # All files of a format timed in the same rounds: the ratios to the
         # original do not depend on when the machine was busy.
         timing = latency.time_interleaved(
-            [path.read_bytes() for path in paths], threads=config.threads,
+            [content for _, content in files], threads=config.threads,
             runs=config.latency_runs, warmup=10,
         )
-        for ratio, path, bench in zip(points, paths, timing):
+        base_bytes, base_ms = len(files[0][1]), timing[0]["median_ms"]
+        for ratio, (path, content), bench in zip(points, files, timing):
             model = models[ratio]
-            acc = _accuracy(tflite.run_tflite(path, x_test, threads=config.threads), y_test)
+            acc = _accuracy(tflite.run_tflite(content, x_test, threads=config.threads), y_test)
+            original = ratio is None  # its own ratios are 1 by definition: shown as "-"
             row = dict(model=_label(ratio), ratio=ratio, format=fmt,
                        params=int(model.count_params()),
                        flops=2 * keras_basis.count_macs(model),
                        file=path.name,
-                       file_bytes=path.stat().st_size, acc_tflite=acc,
+                       file_bytes=len(content), acc_tflite=acc,
                        latency_ms=bench["median_ms"], latency_p90_ms=bench["p90_ms"],
-                       file_ratio=path.stat().st_size / paths[0].stat().st_size,
-                       latency_ratio=bench["median_ms"] / timing[0]["median_ms"],
+                       file_ratio=None if original else len(content) / base_bytes,
+                       latency_ratio=None if original else bench["median_ms"] / base_ms,
                        **info[ratio])
             rows.append(row)
             log(f"      {path.name}: {row['file_bytes']:,} bytes, TFLite accuracy "
-                f"{acc:.4f}, {bench['median_ms']:.3f} ms ({row['latency_ratio']:.2f}x)")
-    for row in rows:  # the original's own ratios are 1 by definition: shown as "-"
-        if row["ratio"] is None:
-            row["file_ratio"] = row["latency_ratio"] = None
+                f"{acc:.4f}, {bench['median_ms']:.3f} ms"
+                + ("" if original else f" ({row['latency_ratio']:.2f}x)"))
     rows.sort(key=lambda r: (points.index(r["ratio"]), r["format"]))
 
     elapsed = time.perf_counter() - started
