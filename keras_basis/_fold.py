@@ -11,8 +11,6 @@ so a table measured on a phone drives both.
 
 from __future__ import annotations
 
-import os
-
 from keras_basis import _convert, latency
 from keras_basis._geometry import dilated_form_exact
 from keras_basis._transform import graph
@@ -23,20 +21,6 @@ __all__ = ["fold_plan", "split_modes"]
 # dequantised to float32 at load time (float32 kernels); dynamic-range files
 # run hybrid kernels, which the table does not hold: timed as float32.
 _TABLE_QUANTIZE = {None: "float32", "float16": "float32", "dynamic": "float32", "int8": "int8"}
-
-
-def _table(latency_table):
-    if latency_table is None:
-        return latency.LatencyTable()
-    if isinstance(latency_table, latency.LatencyTable):
-        return latency_table
-    if isinstance(latency_table, (str, os.PathLike)):
-        return latency.LatencyTable.load(latency_table)
-    raise TypeError(
-        "Invalid type for argument `latency_table`. Expected None, a path of a table "
-        "written by `keras-basis profile` or a keras_basis.latency.LatencyTable. "
-        f"Received latency_table={latency_table!r} of type {type(latency_table).__name__}."
-    )
 
 
 def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, warmup=3,
@@ -79,7 +63,7 @@ def fold_plan(model, *, quantize=None, threads=1, input_shape=None, runs=20, war
     ['stage1_block1_coef']
     """
     _convert.check_model(model)
-    table = _table(latency_table)
+    table = latency.LatencyTable.of(latency_table)
     mode = _TABLE_QUANTIZE[quantize]
     pairs = {pair.name: pair for pair in graph.basis_pairs(model)}
     sites = [site for site in latency.layer_geometries(model, input_shape=input_shape)

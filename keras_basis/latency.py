@@ -412,6 +412,14 @@ class LatencyTable:
                 raise ValueError(f"{where}: entry {i}: {err}") from err
         return table
 
+    @classmethod
+    def of(cls, value, argument="latency_table"):
+        """``value`` as a table: None (a new one), a path (loaded) or a LatencyTable."""
+        if value is None or isinstance(value, (cls, str, os.PathLike)):
+            return cls() if value is None else value if isinstance(value, cls) else cls.load(value)
+        raise TypeError(f"Invalid type for argument `{argument}`. Expected a LatencyTable, a "
+                        f"path or None. Received {type(value).__name__}.")
+
     def save(self, path):
         """Write the table as JSON at ``path`` atomically; returns the path."""
         data = {"format": FORMAT, "meta": self.meta, "entries": self.entries}
@@ -577,13 +585,7 @@ def profile_model(model, *, quantize=QUANTIZE, threads=(1,), forms="auto", table
     """
     quantize = _as_tuple(quantize, "quantize", _check_quantize)
     threads = _as_tuple(threads, "threads", _check_threads)
-    if table is None:
-        table = LatencyTable()
-    elif isinstance(table, (str, os.PathLike)):
-        table = LatencyTable.load(table)
-    elif not isinstance(table, LatencyTable):
-        raise TypeError("Invalid type for argument `table`. Expected a LatencyTable, a path "
-                        f"or None. Received {type(table).__name__}.")
+    table = LatencyTable.of(table, "table")
     todo = {}
     for site in layer_geometries(model, input_shape=input_shape):
         todo.setdefault(site.geometry, ["dense"])
