@@ -62,7 +62,7 @@ def _make_pairs(groups, model_dtype=None):
         geometry = (tuple(first.strides), first.padding, tuple(first.dilation_rate))
         basis = clone.build_basis_layer(
             g.name, g.kernel_size, g.p, g.m, *geometry, g.basis, first.dtype_policy,
-            g.members[0].c,
+            g.members[0].c, split_mode=g.split_mode,
         )
         for mb, coef in zip(g.members, g.coefs):
             layer = mb.layer

@@ -13,7 +13,7 @@ import pytest
 
 import keras_basis
 import keras_basis.transform
-from keras_basis.latency import LayerGeometry, pair_form
+from keras_basis.latency import LayerGeometry, pair_form, parse_form
 from keras_basis.transform import choose_options
 
 
@@ -302,7 +302,10 @@ def _conv_latency(model, small, table, quantize):
             geo = LayerGeometry.of_layer(layer, layer.input.shape)
             d = table.ms(geo, "dense", quantize)
             pr = pairs.get(layer.name)
-            total += d if pr is None else table.ms(geo, pair_form(pr.s, pr.m), quantize)
+            if pr is not None:
+                dilated = pr.s > 1 and pr.basis_layer.split_mode == "dilated"
+                d_pair = table.ms(geo, pair_form(pr.s, pr.m, dilated=dilated), quantize)
+            total += d if pr is None else d_pair
             dense += d
     return total, dense
 
@@ -350,6 +353,51 @@ def test_latency_table_from_elsewhere_is_not_mixed_with_local_timings():
     assert table.measured == 0
     chosen = {(pr.s, pr.m) for pr in keras_basis.basis_pairs(small)}
     assert chosen == {(1, 16)}
+
+
+class SplitFormTable(FakeTable):
+    """s = 1 pairs 10x dearer (so the allocation uses s > 1); the dilated split form
+    ``dilated_factor`` x its batch form."""
+
+    def __init__(self, dilated_factor):
+        super().__init__()
+        self.dilated_factor = dilated_factor
+
+    def ms(self, geometry, form, quantize):
+        base = super().ms(geometry, form, quantize)
+        if form != "dense":
+            f = parse_form(form)
+            base *= (10.0 if f["s"] == 1 else 1.0) * (self.dilated_factor if f["dilated"]
+                                                      else 1.0)
+        return base
+
+
+@pytest.mark.parametrize("factor,expected", [(0.5, "dilated"), (2.0, "batch")])
+def test_latency_objective_picks_the_faster_split_form(factor, expected):
+    """compress(objective="latency") costs both split forms of an s > 1 pair and builds
+    the faster one (BasisConv2D(split_mode=...)); the budget holds for that form; the
+    layer keeps the batch form where the dilated one is not exact (stride 2)."""
+    model = resnet()
+    table = SplitFormTable(factor)
+    small = keras_basis.compress(model, ratio=0.6, objective="latency", latency_table=table,
+                                 verbose=0)
+    pairs = keras_basis.basis_pairs(small)
+    split = [pr for pr in pairs if pr.s > 1]
+    assert split, [(pr.name, pr.s, pr.m) for pr in pairs]
+    for pr in split:
+        exact = tuple(pr.basis_layer.strides) == (1, 1)
+        assert pr.basis_layer.split_mode == (expected if exact else "batch"), pr.name
+    assert any(tuple(pr.basis_layer.strides) == (1, 1) for pr in split)
+    rows = {r["layer"]: r for r in keras_basis.report(small, print_fn=None).rows}
+    assert {rows[pr.name]["split_mode"] for pr in split} >= {expected}
+    for quantize in ("float32", "int8"):
+        total, dense = _conv_latency(model, small, table, quantize)
+        assert total <= 0.6 * dense * (1 + 1e-9), (quantize, total / dense)
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 3)).astype("float32")
+    y = np.asarray(small(x))
+    for pr in split:  # the form changes the ops, not the function
+        pr.basis_layer.split_mode = "batch"
+    np.testing.assert_allclose(np.asarray(small(x)), y, rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------- bad input

@@ -151,10 +151,10 @@ class Cloner:
 
 # ------------------------------------------------------------ building pairs
 def build_basis_layer(name, kernel_size, p, m, strides, padding, dilation, basis, dtype,
-                      c_first):
+                      c_first, split_mode="batch"):
     layer = BasisConv2D(
         m, kernel_size, depth=p, strides=strides, padding=padding,
-        dilation_rate=dilation, name=name, dtype=dtype,
+        dilation_rate=dilation, name=name, dtype=dtype, split_mode=split_mode,
     )
     layer.build((None, None, None, c_first))
     layer.basis.assign(np.asarray(basis, dtype=layer.basis.dtype))

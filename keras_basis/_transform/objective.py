@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from keras_basis import maths
+from keras_basis._geometry import dilated_form_exact
 from keras_basis._transform import graph, plan
 from keras_basis._transform.macs import _spatial, count_macs
 
@@ -168,8 +169,8 @@ def geometry_of(layer, input_shape):
     return _latency_module().LayerGeometry.of_layer(layer, input_shape)
 
 
-def pair_form(s, m):
-    return _latency_module().pair_form(s, m)
+def pair_form(s, m, dilated=False):
+    return _latency_module().pair_form(s, m, dilated=dilated)
 
 
 # ------------------------------------------------------------------ knapsack
@@ -185,6 +186,7 @@ class Option:
     scalar: float = 0.0  # what choose() adds up
     params: int = 0
     splits: tuple = ()  # each member's s
+    split_mode: str = "batch"  # the basis layer's split form (latency: the faster one)
 
 
 def _hull(options):
@@ -359,39 +361,69 @@ def _options(group, s_list, align, forced):
 
 
 def _latency_costs(units, settings):
-    """Fill ``cost`` (ms per mode) of every option from the table.
+    """Fill ``cost`` (ms per mode) and ``split_mode`` of every option from the table.
 
     A geometry the table lacks (no dense entry in that mode) is measured here
     in every form; where it holds the geometry, a form it lacks costs ``inf``
     (not a candidate), so that a table filled elsewhere (a phone) is never
-    mixed with this machine's timings.
+    mixed with this machine's timings. A pair with ``s > 1`` on a layer whose
+    transpose-free form is exact (``BasisConv2D(split_mode="dilated")``) is
+    costed in both split forms; the option takes the one whose latency,
+    summed over the modes as ratios to the dense layer's, is lower.
     """
     table = settings.table
-    sites = []  # (unit, option, member, geometry)
+    variants = ("batch", "dilated")
+    sites = []  # (option, geometry, {variant: form})
     for unit in units:
         for mb_i, mb in enumerate(unit.group.members):
             for in_shape, _ in _calls(mb):
                 geo = geometry_of(mb.layer, in_shape)
                 for opt in unit.options:
-                    form = "dense" if not opt.m else pair_form(opt.splits[mb_i], opt.m)
-                    sites.append((opt, geo, form))
+                    if not opt.m:
+                        sites.append((opt, geo, {"batch": "dense"}))
+                        continue
+                    s = opt.splits[mb_i]
+                    forms = {"batch": pair_form(s, opt.m)}
+                    if s > 1 and dilated_form_exact(geo.kernel_size, geo.strides,
+                                                    geo.padding, geo.dilation_rate):
+                        forms["dilated"] = pair_form(s, opt.m, dilated=True)
+                    sites.append((opt, geo, forms))
+    timed = []  # per mode: {geometry: {form: ms or None}}
     for quantize, threads in settings.modes:
         wanted = {}
-        for _, geo, form in sites:
-            wanted.setdefault(geo, {})[form] = None
+        for _, geo, forms in sites:
+            wanted.setdefault(geo, {"dense": None}).update(dict.fromkeys(forms.values()))
         for geo, forms in wanted.items():
             for form in forms:
                 forms[form] = table.get(geo, form, quantize, threads)
             missing = [f for f, ms in forms.items() if ms is None]
             if missing and forms.get("dense") is None:
                 forms.update(table.measure(geo, missing, quantize, threads) or {})
-        totals = {}
-        for opt, geo, form in sites:
-            ms = wanted[geo].get(form)
-            totals[id(opt)] = totals.get(id(opt), 0.0) + (np.inf if ms is None else float(ms))
-        for unit in units:
-            for opt in unit.options:
-                opt.cost = opt.cost + (totals[id(opt)],)
+        timed.append(wanted)
+
+    def ms(k, geo, form):
+        v = timed[k][geo].get(form)
+        return np.inf if v is None else float(v)
+
+    totals, scores = {}, {}  # (id(option), variant) -> per-mode ms / summed ratio
+    for opt, geo, forms in sites:
+        for variant in variants:
+            form = forms.get(variant, forms["batch"])
+            key = (id(opt), variant)
+            per_mode = [ms(k, geo, form) for k in range(len(timed))]
+            totals[key] = [a + b for a, b in zip(totals.get(key, [0.0] * len(timed)), per_mode)]
+            dense = [ms(k, geo, "dense") for k in range(len(timed))]
+            scores[key] = scores.get(key, 0.0) + sum(
+                v / d if np.isfinite(d) and d > 0 else v for v, d in zip(per_mode, dense))
+    has_dilated = {id(opt) for opt, _, forms in sites if "dilated" in forms}
+    for unit in units:
+        for opt in unit.options:
+            best = "batch"
+            if id(opt) in has_dilated and (
+                    scores[(id(opt), "dilated")] < scores[(id(opt), "batch")]):
+                best = "dilated"
+            opt.split_mode = best
+            opt.cost = opt.cost + tuple(totals[(id(opt), best)])
 
 
 def _mode_name(settings, k):
@@ -573,5 +605,6 @@ def _apply(units, picked, settings):
         if not g.shared:
             g.p = g.members[0].c // opt.s
         g.m = opt.m
+        g.split_mode = opt.split_mode
         kept.append(g)
     return kept, skipped

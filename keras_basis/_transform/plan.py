@@ -62,6 +62,7 @@ class Group:
     members: list
     p: int = 0
     m: int = 0
+    split_mode: str = "batch"  # BasisConv2D(split_mode=...): objective="latency" may pick "dilated"
     explicit: bool = False
     sv: Optional[np.ndarray] = None
     basis: Optional[np.ndarray] = None

@@ -73,6 +73,9 @@ def _pair_rows(pairs, kernels, maths):
             "basis": pr.basis_layer.name,
             "c": pr.c, "n": pr.n, "kernel": f"{kh}x{kw}",
             "s": pr.s, "p": pr.p, "m": pr.m,
+            # the split form the layer runs (BasisConv2D(split_mode=...)); "-" at s = 1
+            "split_mode": (getattr(pr.basis_layer, "split_mode", "batch") if pr.s > 1
+                           else "-"),
             "params_before": before,
             "params_after": after,
             "flops_before": None if hw is None else 2 * maths.conv_macs(pr.c, pr.n, kh, kw, *hw),
@@ -178,7 +181,7 @@ def _fmt(v):
 def _format(rep):
     if rep.kind == "compressed":
         cols = [("layer", "Layer"), ("c", "c"), ("n", "n"), ("kernel", "k"), ("s", "s"),
-                ("p", "p"), ("m", "m"), ("params_before", "Params"),
+                ("split_mode", "split"), ("p", "p"), ("m", "m"), ("params_before", "Params"),
                 ("params_after", "-> basis"), ("flops_before", "FLOPs"),
                 ("flops_after", "-> basis"), ("rel_error", "rel.err"),
                 ("shared_with", "shared with")]
