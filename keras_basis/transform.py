@@ -33,7 +33,7 @@ from keras_basis._transform import objective as _objective
 from keras_basis._transform import report as _report
 from keras_basis._transform.fidelity import KernelFidelity
 from keras_basis._transform.graph import BasisPair, basis_pairs
-from keras_basis._transform.objective import choose_options  # noqa: F401 (the ratio solver)
+from keras_basis._transform.knapsack import choose_options  # noqa: F401 (the ratio solver)
 from keras_basis.layers import BasisConv2D
 
 __all__ = [
