@@ -18,10 +18,13 @@ EXTRAS = {
     # Keras 3 on PyTorch: the backend tests (PyPI's torch is the CUDA build; it runs on CPU)
     "torch": ["torch>=2.4"],
 }
+# torch (a multi-GB CUDA wheel) only serves the slow PyTorch-backend test: not in "test"
+# (pip install -e ".[test,torch]" for it). pytest-xdist: README's test command runs the
+# suite on two processes.
 EXTRAS["test"] = sorted(
     set(EXTRAS["tflite"] + EXTRAS["tfmot"] + EXTRAS["demo"] + EXTRAS["examples"]
-        + EXTRAS["jax"] + EXTRAS["torch"])
-    | {"pytest>=7", "pytest-timeout>=2", "keras-hub>=0.32"}
+        + EXTRAS["jax"])
+    | {"pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "keras-hub>=0.32"}
 )
 EXTRAS["all"] = sorted(set().union(*EXTRAS.values()))
 

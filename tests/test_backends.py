@@ -3,9 +3,9 @@ backends; TFLite export there raises a clear error (it needs TensorFlow).
 
 Each backend runs in a child process (``KERAS_BACKEND`` is read once, at import).
 The child checks the numbers against NumPy (tests/reference.py) and prints one JSON
-line; the parent asserts it. JAX and PyTorch are in the ``test`` extra (PyPI's torch is
-the CUDA build, which runs on CPU); each case skips with a reason where its backend is
-not installed.
+line; the parent asserts it. JAX is in the ``test`` extra; PyTorch in the ``torch``
+extra (PyPI's torch is the CUDA build, which runs on CPU; its case is marked slow);
+each case skips with a reason where its backend is not installed.
 """
 
 import importlib.util
@@ -114,7 +114,7 @@ def test_jax_backend(tmp_path):
 @pytest.mark.slow  # 40 s; the JAX backend test stays in the default suite
 @pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
-    reason="PyTorch is not installed (pip install -e '.[torch]'; the test extra has it)",
+    reason="PyTorch is not installed (pip install -e '.[torch]')",
 )
 def test_torch_backend(tmp_path):
     _check(_run("torch", tmp_path), "torch")
