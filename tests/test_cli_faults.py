@@ -311,13 +311,29 @@ def test_help_documents_the_exit_status(work):
     assert "Exit status 3 (nothing saved)" in " ".join(compress.stdout.split())
 
 
+# The command, with its model load made slow: "ready" comes from inside the running
+# export, so the test's Ctrl-C lands there (not before main() starts, and not after a
+# fast export has finished, when the interpreter is shutting down).
 INTERRUPT = textwrap.dedent(
     """
     import sys
+    import time
+
+    import keras
 
     from keras_basis.cli import main
 
-    print("ready", flush=True)
+    _load = keras.models.load_model
+
+
+    def slow_load(*args, **kwargs):
+        model = _load(*args, **kwargs)
+        print("ready", flush=True)
+        time.sleep(120)
+        return model
+
+
+    keras.models.load_model = slow_load
     sys.exit(main(sys.argv[1:]))
     """
 )

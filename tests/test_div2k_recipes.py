@@ -80,11 +80,10 @@ def edsr_reference(model, lr, variant, res_scale, scale, sic=1):
     y = x0
     for i in (1, 2):
         p = f"block01_conv{i}"
-        if variant == "basis-s":
+        if variant == "basis-s":  # the shared basis, each call's BasisBias, its 1x1
             (basis,) = W(model, "block01_basis")
-            kernel, bias = W(model, f"{p}_coef")
-            dense = keras_basis.maths.reconstruct(basis, kernel)
-            y = conv(y, dense, bias)
+            (basis_bias,) = W(model, f"{p}_basis_bias")
+            y = conv(conv(y, basis, basis_bias), *W(model, f"{p}_coef"))
         elif variant == "factor":
             for j in range(1, sic + 1):
                 t = depthwise(y, *W(model, f"{p}_sic{j}_dw"))
@@ -177,22 +176,25 @@ def test_output_size_any_input(builder, kwargs, scale):
 def test_edsr_matches_numpy_reference(variant, res_scale, scale):
     kwargs = {"basis-s": {"num_basis": 3, "share_basis": True},
               "factor": {"sic_layers": 2}}.get(variant, {})
+    keras.utils.set_random_seed(0)  # the kernels (randomise sets the other weights)
     model = edsr(scale, num_blocks=1, channels=4, res_scale=res_scale, **kwargs)
     randomise(model)
     lr = np.random.default_rng(1).uniform(0, 255, (6, 5, 3))
     ref = edsr_reference(model, lr, variant, res_scale, scale, sic=2)
     out = keras.ops.convert_to_numpy(model(lr[None].astype("float32")))[0]
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-2)
+    # float32 against float64: 2e-5 at most over 12 seeds on outputs of about 150
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("scale", [3, 4])
 def test_srresnet_basis_bn_every_matches_numpy_reference(scale):
+    keras.utils.set_random_seed(0)
     model = srresnet(scale, num_blocks=1, channels=4, num_basis=3, basis_depth=2)
     randomise(model)
     lr = np.random.default_rng(2).uniform(0, 255, (5, 6, 3))
     ref = srresnet_basis_reference(model, lr, scale, depth=2)
     out = keras.ops.convert_to_numpy(model(lr[None].astype("float32"), training=False))[0]
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-3)  # 1e-5 at most, 8 seeds
 
 
 def test_basis_s_is_one_shared_weight_and_survives_keras_roundtrip(tmp_path):
