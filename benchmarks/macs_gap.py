@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import keras_basis  # noqa: E402
 from benchmarks.latency_frontier import NETS, build, randomize_bn  # noqa: E402
 from keras_basis import fileio, latency  # noqa: E402
+from keras_basis.cli.options import ratio as ratio_type  # noqa: E402
 
 # the rows of the latency frontier (RESULTS.md) where "macs" missed 1.25 x MACs
 MISSED = ("demo:0.25", "resnet20:0.5", "resnet56:0.5", "vgg16:0.5", "vgg16:0.25",
@@ -54,16 +55,10 @@ FORMATS = ("float32", "int8")
 
 
 def _row_arg(text):
-    net, _, ratio = text.partition(":")
+    net, _, value = text.partition(":")
     if net not in NETS:
         raise argparse.ArgumentTypeError(f"{text!r}: NET must be one of {NETS}")
-    try:
-        r = float(ratio)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NET:RATIO, e.g. vgg16:0.5")
-    if not 0 < r <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: RATIO must be in (0, 1]")
-    return net, r
+    return net, ratio_type(value)
 
 
 FUSED = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation)
