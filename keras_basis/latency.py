@@ -22,12 +22,12 @@ import math
 import os
 import platform
 import re
-import time
 from typing import NamedTuple
 
 import numpy as np
 
-from keras_basis import _convert, fileio, maths, tflite
+from keras_basis import _convert, fileio, maths
+from keras_basis._timing import time_interleaved
 from keras_basis._geometry import dilated_form_exact
 
 __all__ = [
@@ -290,46 +290,6 @@ def convert_form(geometry, form, quantize="float32"):
         (_CALIBRATION_SAMPLES,) + batch_shape[1:]).astype(np.float32)
     return _convert.convert(model, [batch_shape], None if quantize == "float32" else "int8",
                             data, False, _CALIBRATION_SAMPLES)
-
-
-def _random_inputs(interp, rng):
-    for d in interp.get_input_details():
-        info = np.iinfo(d["dtype"]) if np.issubdtype(d["dtype"], np.integer) else None
-        interp.set_tensor(d["index"], rng.integers(info.min, info.max, d["shape"], d["dtype"])
-                          if info else rng.standard_normal(d["shape"]).astype(d["dtype"]))
-
-
-def time_interleaved(contents, *, threads=1, runs=30, warmup=5):
-    """Per-file latency (ms) of ``.tflite`` files timed round-robin.
-
-    One interpreter per file stays alive; every round invokes each file once
-    (the starting file rotates), so a change of machine load touches all the
-    files alike. Returns a list of dicts (``median_ms``, ``p90_ms``,
-    ``min_ms``), one per file.
-    """
-    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise _invalid(name, value, f"an int >= {low}")
-    rng = np.random.default_rng(0)
-    interps = []
-    for content in contents:
-        interp = tflite._interpreter(content, _check_threads(threads), True, content=content)
-        interp.allocate_tensors()
-        _random_inputs(interp, rng)
-        interps.append(interp)
-    for _ in range(warmup):
-        for interp in interps:
-            interp.invoke()
-    times = np.empty((len(interps), runs))
-    for r in range(runs):
-        for k in range(len(interps)):
-            i = (r + k) % len(interps)
-            t0 = time.perf_counter()
-            interps[i].invoke()
-            times[i, r] = time.perf_counter() - t0
-    times *= 1e3
-    return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
-             "min_ms": float(t.min())} for t in times]
 
 
 # ------------------------------------------------------------------- the table
