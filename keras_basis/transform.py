@@ -169,7 +169,10 @@ def compress(
             ``"latency"``: the convolutions' latency from ``latency_table`` at
             most ``ratio`` times the dense one in every ``latency_modes``.
         multiple_of: m is a multiple of this (clipped by the rank bound):
-            None is 1 for ``"params"``, 8 for ``"macs"`` and ``"latency"``.
+            None is 1 for ``"params"``, 8 for ``"macs"`` and ``"latency"``;
+            an int, a dict ``{layer name: int}`` (the default for the others)
+            or a callable ``layer -> int`` (e.g. 16 on wide layers only; a
+            share group takes the least common multiple of its members').
         max_pair_macs: a pair is admissible only if its MACs are at most this
             fraction of the dense layer's; None is 0.5 under ``"macs"`` and 1
             (no guard) otherwise.

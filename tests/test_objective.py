@@ -266,6 +266,25 @@ def test_knapsack_against_brute_force_on_random_units():
     assert exact > 100
 
 
+def test_multiple_of_per_layer():
+    """A callable or a dict sets each layer's alignment; the MACs budget still holds."""
+    model = resnet()
+    wide = keras_basis.compress(model, ratio=0.5, verbose=0,
+                                multiple_of=lambda layer: 32 if layer.filters >= 128 else 8)
+    pairs = keras_basis.basis_pairs(wide)
+    assert any(pr.n >= 128 for pr in pairs) and any(pr.n < 128 for pr in pairs)
+    for pr in pairs:
+        assert pr.m % (32 if pr.n >= 128 else 8) == 0, (pr.name, pr.m)
+    assert keras_basis.count_macs(wide) <= 0.5 * keras_basis.count_macs(model)
+    by_name = keras_basis.compress(model, ratio=0.5, verbose=0, multiple_of={"b0a": 24})
+    m = {pr.name: pr.m for pr in keras_basis.basis_pairs(by_name)}
+    assert m.get("b0a", 24) % 24 == 0 and all(v % 8 == 0 for v in m.values())
+    with pytest.raises(ValueError, match=r"`multiple_of`: \['nope'\] are not layers"):
+        keras_basis.compress(model, ratio=0.5, verbose=0, multiple_of={"nope": 16})
+    with pytest.raises(ValueError, match=r"`multiple_of` for layer 'stem'. Expected an int"):
+        keras_basis.compress(model, ratio=0.5, verbose=0, multiple_of=lambda layer: 0)
+
+
 # ---------------------------------------------------------- latency budget
 class FakeTable:
     """A LatencyTable stand-in: ms from MACs, int8 pairs of layers with `slow` output

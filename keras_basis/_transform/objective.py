@@ -26,6 +26,7 @@ tightened by bisection until each mode holds).
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
 
@@ -55,7 +56,7 @@ class Settings:
     """The checked objective arguments of compress() / spectra()."""
 
     objective: str
-    multiple_of: int
+    multiple_of: object  # int, {layer name: int} or callable layer -> int
     max_pair_macs: float
     table: object = None
     modes: tuple = ()
@@ -92,13 +93,10 @@ def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, laten
         raise _bad("objective", f"None or one of {OBJECTIVES}", objective)
     if multiple_of is None:
         multiple_of = MULTIPLE_OF[objective]
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, (int, np.integer)):
-        raise TypeError(
-            "Invalid type for argument `multiple_of`. Expected None or an int >= 1. "
-            f"Received multiple_of={multiple_of!r} of type {type(multiple_of).__name__}."
-        )
-    if multiple_of < 1:
-        raise _bad("multiple_of", "None or an int >= 1", multiple_of)
+    if isinstance(multiple_of, dict):
+        multiple_of = {k: _alignment(v, f"multiple_of[{k!r}]") for k, v in multiple_of.items()}
+    elif not callable(multiple_of):
+        multiple_of = _alignment(multiple_of, "multiple_of")
     if max_pair_macs is None:
         max_pair_macs = MAX_PAIR_MACS if objective == "macs" else 1.0
     if isinstance(max_pair_macs, bool) or not isinstance(max_pair_macs, numbers.Real):
@@ -115,9 +113,41 @@ def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, laten
                 f"objective='latency' only. Received latency_table={latency_table!r} with "
                 f"objective={objective!r}."
             )
-        return Settings(objective, int(multiple_of), float(max_pair_macs))
-    return Settings(objective, int(multiple_of), float(max_pair_macs),
+        return Settings(objective, multiple_of, float(max_pair_macs))
+    return Settings(objective, multiple_of, float(max_pair_macs),
                     _table(latency_table), _modes(latency_modes))
+
+
+def _alignment(value, name, where=""):
+    """An ``m`` alignment: an int >= 1 (``name`` and ``where`` in the error)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Invalid type for argument `{name}`{where}. Expected None, an int >= 1, a dict "
+            "{layer name: int} or a callable layer -> int. Received "
+            f"{name}={value!r} of type {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"Invalid value for argument `{name}`{where}. Expected an int >= 1. "
+                         f"Received {name}={value!r}.")
+    return int(value)
+
+
+def align_of(group, settings):
+    """The ``m`` alignment of a unit: ``multiple_of`` for every member (a dict by layer
+    name, the objective's default for the layers it lacks, or a callable of the
+    layer), their least common multiple for a share group."""
+    spec = settings.multiple_of
+    if isinstance(spec, int):
+        return spec
+    default = MULTIPLE_OF[settings.objective]
+    values = [spec.get(mb.name, default) if isinstance(spec, dict)
+              else _alignment(spec(mb.layer), "multiple_of", f" for layer '{mb.name}'")
+              for mb in group.members]
+    return math.lcm(*values)
+
+
+def _fmt_align(settings):
+    spec = settings.multiple_of
+    return f"multiple_of={spec}" if isinstance(spec, int) else "multiple_of (per layer)"
 
 
 def _modes(modes):
@@ -209,6 +239,7 @@ class Unit:
     options: list
     why_dense: str = ""
     rank: int = 0
+    align: int = 1
 
 
 def _options(group, s_list, align, forced):
@@ -315,8 +346,8 @@ def _fmt_cost(settings, v):
 def _why_dense(unit, pairs, settings):
     dense = unit.options[0]
     if not pairs:
-        return (f"stays dense: rank bound {unit.rank} < multiple_of={settings.multiple_of} "
-                "(no pair has an aligned m)")
+        return (f"stays dense: rank bound {unit.rank} < its alignment {unit.align} "
+                f"({_fmt_align(settings)}; no pair has an aligned m)")
     guarded = [o for o in pairs if o.macs <= settings.max_pair_macs * dense.macs]
     if not guarded and (settings.objective != "macs"
                         or min(o.macs for o in pairs) < dense.macs):
@@ -338,15 +369,24 @@ def _why_dense(unit, pairs, settings):
 
 
 def _units(groups, settings, splits_auto, forced):
+    if isinstance(settings.multiple_of, dict):
+        names = {mb.name for g in groups for mb in g.members}
+        unknown = sorted(set(settings.multiple_of) - names)
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `multiple_of`: {unknown} are not layers being "
+                f"compressed (candidates: {sorted(names)}). Received "
+                f"multiple_of={settings.multiple_of!r}.")
     units = []
     for g in groups:
         s_list = [None]
         if splits_auto and not g.shared and settings.objective != "params":
             s_list = sorted({1, g.members[0].s})
-        pairs, rank = _options(g, s_list, settings.multiple_of, forced)
+        align = align_of(g, settings)
+        pairs, rank = _options(g, s_list, align, forced)
         dense = Option(0, 0, 0.0, sum(_dense_macs(mb) for mb in g.members),
                        params=g.dense_params)
-        units.append(Unit(g, dense, [dense] + pairs, rank=rank))
+        units.append(Unit(g, dense, [dense] + pairs, rank=rank, align=align))
     if settings.objective == "latency":
         for unit in units:  # measure only what the MACs guard admits
             pairs = unit.options[1:]
@@ -368,7 +408,7 @@ def _units(groups, settings, splits_auto, forced):
             continue
         if len(pairs) < len(unit.options) - 1 and not pairs and not unit.why_dense:
             unit.why_dense = ("stays dense: latency_table holds its geometry but no pair form "
-                              f"with m a multiple of {settings.multiple_of} (m <= rank bound "
+                              f"with m a multiple of {unit.align} (m <= rank bound "
                               f"{unit.rank})")
         kept = [o for o in pairs if o.macs <= settings.max_pair_macs * dense.macs
                 and all(c < d for c, d in zip(o.cost, dense.cost))]
@@ -454,7 +494,7 @@ def _infeasible(model, units, cheapest, ratio, settings, dense_cost, total, rest
         f"Invalid value for argument `ratio`: objective={settings.objective!r} cannot reach "
         f"ratio={ratio:g} on model '{model.name}': the smallest reachable ratio of the {what} "
         f"is {reach:.4g} (every compressible convolution at its cheapest admissible form, "
-        f"m a multiple of {settings.multiple_of}, max_pair_macs={settings.max_pair_macs:g}"
+        f"m aligned by {_fmt_align(settings)}, max_pair_macs={settings.max_pair_macs:g}"
         f"{extra}). Received ratio={ratio:g}."
     )
 
