@@ -1,14 +1,16 @@
-"""Does a latency ratio repeat? The default objective's model against the original,
+"""Does a latency ratio repeat? A compressed model against the original,
 timed ``--repeats`` times (each a full ``time_interleaved`` call of 30 rounds).
 
-For each network: ``keras_basis.compress(original, ratio=--ratio)`` (the default
-objective), exported as float32 and int8 TFLite; per format and thread count the
+For each network: ``keras_basis.compress(original, ratio=--ratio,
+objective=--objective)`` (the default objective unless given), exported as float32 and int8 TFLite; per format and thread count the
 ratio compressed / original of every repeat is printed, so a single run's outlier
 (a 2-vCPU machine's two-thread timings of sub-millisecond models are the fragile
 case) can be told from the ratio.
 
     python benchmarks/timing_repeat.py                       # demo, ResNet-20, ResNet-56
     python benchmarks/timing_repeat.py --nets vgg16 --ratio 0.5 --repeats 10
+    python benchmarks/timing_repeat.py --nets resnet20 --ratio 0.5 --objective latency \
+        --table runs/latency_table_small.json
 """
 
 from __future__ import annotations
@@ -34,13 +36,19 @@ def main(argv=None):
     parser.add_argument("--nets", nargs="+", choices=NETS,
                         default=["demo", "resnet20", "resnet56"])
     parser.add_argument("--ratio", type=ratio_type, default=0.75)
+    parser.add_argument("--objective", choices=("params", "macs", "latency"), default=None,
+                        help="compress's objective (default: its default)")
+    parser.add_argument("--table", default=None,
+                        help="latency table for --objective latency (read, not extended)")
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
     for net in args.nets:
         original, _, shape, sr = build(net, 32)
         randomize_bn(original)
-        small = keras_basis.compress(original, ratio=args.ratio, verbose=0)
+        small = keras_basis.compress(
+            original, ratio=args.ratio, objective=args.objective, verbose=0,
+            latency_table=latency.LatencyTable.load(args.table) if args.table else None)
         rng = np.random.default_rng(0)
         data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
         data = data.astype("float32")
@@ -55,7 +63,7 @@ def main(argv=None):
                     res = latency.time_interleaved(files, threads=t, runs=30, warmup=3)
                     ratios.append(res[1]["median_ms"] / res[0]["median_ms"])
                     base = res[0]["median_ms"]
-                print(f"{net} r={args.ratio:g} {fmt} {t}t: "
+                print(f"{net} {args.objective or 'default'} r={args.ratio:g} {fmt} {t}t: "
                       + " ".join(f"{x:.2f}" for x in ratios) + f" (original {base:.3f} ms)",
                       flush=True)
 
