@@ -126,25 +126,32 @@ def variants(net, original, paper, args, table, log):
     return out
 
 
+def calibration_data(shape, sr):
+    """8 seeded inputs: pixel values for SR networks, standard normal otherwise."""
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
+    return data.astype("float32")
+
+
+def export(model, fmt, data):
+    """The bytes of ``model`` as a float32 or full-int8 TFLite file (``data`` calibrates)."""
+    return keras_basis.export_tflite(
+        model, None, quantize=None if fmt == "float32" else "int8",
+        representative_dataset=data if fmt == "int8" else None, calibration_steps=8,
+        return_content=True)[1]
+
+
 def measure(net, args, table, log):
     original, paper, shape, sr = build(net, args.sr_size)
     randomize_bn(original)
     if paper is not None:
         randomize_bn(paper, seed=1)
-    rng = np.random.default_rng(0)
-    data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
-    data = data.astype("float32")
+    data = calibration_data(shape, sr)
     rows = []
     models = variants(net, original, paper, args, table, log)
     live = [(label, obj, r, m) for label, obj, r, m in models if not isinstance(m, str)]
-    files = {}
-    for fmt in ("float32", "int8"):
-        for label, _, _, model in live:
-            _, content = keras_basis.export_tflite(
-                model, None, quantize=None if fmt == "float32" else "int8",
-                representative_dataset=data if fmt == "int8" else None,
-                calibration_steps=8, return_content=True)
-            files[label, fmt] = content
+    files = {(label, fmt): export(model, fmt, data)
+             for fmt in ("float32", "int8") for label, _, _, model in live}
     timing = {}
     for fmt in ("float32", "int8"):
         for threads in args.threads:

@@ -41,10 +41,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_basis  # noqa: E402
-from benchmarks.latency_frontier import NETS, build, randomize_bn  # noqa: E402
+from benchmarks.latency_frontier import (  # noqa: E402
+    NETS, build, calibration_data, export, randomize_bn)
 from keras_basis import fileio, latency  # noqa: E402
 from keras_basis.cli.options import ratio as ratio_type  # noqa: E402
 
@@ -132,17 +132,10 @@ def measure_row(net, ratio, args, log):
     randomize_bn(original)
     small = keras_basis.compress(original, ratio=ratio, objective="macs", verbose=0)
     bare = skeleton(original)
-    rng = np.random.default_rng(0)
-    data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
-    data = data.astype("float32")
+    data = calibration_data(shape, sr)
     names = ("original", "macs", "skeleton")
-    files = {}
-    for fmt in FORMATS:
-        for name, model in zip(names, (original, small, bare)):
-            _, files[name, fmt] = keras_basis.export_tflite(
-                model, None, quantize=None if fmt == "float32" else "int8",
-                representative_dataset=data if fmt == "int8" else None,
-                calibration_steps=8, return_content=True)
+    files = {(name, fmt): export(model, fmt, data)
+             for fmt in FORMATS for name, model in zip(names, (original, small, bare))}
     macs_o, macs_c = keras_basis.count_macs(original), keras_basis.count_macs(small)
     conv_o, conv_c = conv_macs(original), conv_macs(small)
     row = {"net": net, "ratio": ratio, "macs_x": macs_c / macs_o,

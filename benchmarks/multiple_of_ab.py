@@ -25,10 +25,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 import keras_basis  # noqa: E402
-from benchmarks.latency_frontier import NETS, build, randomize_bn  # noqa: E402
+from benchmarks.latency_frontier import (  # noqa: E402
+    NETS, build, calibration_data, export, randomize_bn)
 from keras_basis import fileio, latency  # noqa: E402
 
 RULES = {"m8": 8,
@@ -38,9 +38,7 @@ RULES = {"m8": 8,
 def measure(net, runs, log):
     original, _, shape, sr = build(net, 32)
     randomize_bn(original)
-    rng = np.random.default_rng(0)
-    data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
-    data = data.astype("float32")
+    data = calibration_data(shape, sr)
     models, unreachable = {"original": original}, {}
     for r in (0.75, 0.5, 0.25):
         for rule, align in RULES.items():
@@ -51,10 +49,7 @@ def measure(net, runs, log):
                 text = str(err)
                 unreachable[f"{rule} r={r:g}"] = text[text.find(" is ") + 4:].split()[0]
     names = list(models)
-    files = {(n, fmt): keras_basis.export_tflite(
-        models[n], None, quantize=None if fmt == "float32" else "int8",
-        representative_dataset=data if fmt == "int8" else None, calibration_steps=8,
-        return_content=True)[1] for fmt in ("float32", "int8") for n in names}
+    files = {(n, fmt): export(models[n], fmt, data) for fmt in ("float32", "int8") for n in names}
     base = keras_basis.count_macs(original)
     rows = {n: {"macs_x": keras_basis.count_macs(models[n]) / base} for n in names}
     for fmt in ("float32", "int8"):

@@ -2,8 +2,9 @@
 timed ``--repeats`` times (each a full ``time_interleaved`` call of 30 rounds).
 
 For each network: ``keras_basis.compress(original, ratio=--ratio,
-objective=--objective)`` (the default objective unless given), exported as float32 and int8 TFLite; per format and thread count the
-ratio compressed / original of every repeat is printed, so a single run's outlier
+objective=--objective)`` (the default objective unless given), exported as
+float32 and int8 TFLite; per format and thread count the ratio compressed /
+original of every repeat is printed, so a single run's outlier
 (a 2-vCPU machine's two-thread timings of sub-millisecond models are the fragile
 case) can be told from the ratio.
 
@@ -23,10 +24,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 import keras_basis  # noqa: E402
-from benchmarks.latency_frontier import NETS, build, randomize_bn  # noqa: E402
+from benchmarks.latency_frontier import (  # noqa: E402
+    NETS, build, calibration_data, export, randomize_bn)
 from keras_basis import latency  # noqa: E402
 from keras_basis.cli.options import ratio as ratio_type  # noqa: E402
 
@@ -49,14 +50,9 @@ def main(argv=None):
         small = keras_basis.compress(
             original, ratio=args.ratio, objective=args.objective, verbose=0,
             latency_table=latency.LatencyTable.load(args.table) if args.table else None)
-        rng = np.random.default_rng(0)
-        data = (rng.uniform(0, 255, (8,) + shape) if sr else rng.standard_normal((8,) + shape))
-        data = data.astype("float32")
+        data = calibration_data(shape, sr)
         for fmt in ("float32", "int8"):
-            files = [keras_basis.export_tflite(
-                m, None, quantize=None if fmt == "float32" else "int8",
-                representative_dataset=data if fmt == "int8" else None, calibration_steps=8,
-                return_content=True)[1] for m in (original, small)]
+            files = [export(m, fmt, data) for m in (original, small)]
             for t in args.threads:
                 ratios, base = [], None
                 for _ in range(args.repeats):
