@@ -50,19 +50,16 @@ def time_interleaved(contents, *, threads=1, runs=30, warmup=5, min_sample_ms=2.
         a list of dicts (``median_ms``, ``p90_ms``, ``min_ms``, ``reps``: the
         invocations per sample), one per file, in order.
     """
-    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    for name, value, low in (("threads", threads, 1), ("runs", runs, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise _invalid(name, value, f"an int >= {low}")
     if (isinstance(min_sample_ms, bool) or not isinstance(min_sample_ms, (int, float))
             or not min_sample_ms >= 0):
         raise _invalid("min_sample_ms", min_sample_ms, "a number >= 0")
-    threads = int(threads)
-    if threads < 1:
-        raise _invalid("threads", threads, "an int >= 1")
     rng = np.random.default_rng(0)
     interps = []
     for content in contents:
-        interp = tflite._interpreter(content, threads, True, content=content)
+        interp = tflite._interpreter(content, int(threads), True, content=content)
         interp.allocate_tensors()
         _random_inputs(interp, rng)
         interps.append(interp)

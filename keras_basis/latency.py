@@ -375,8 +375,12 @@ class LatencyTable:
     @classmethod
     def of(cls, value, argument="latency_table"):
         """``value`` as a table: None (a new one), a path (loaded) or a LatencyTable."""
-        if value is None or isinstance(value, (cls, str, os.PathLike)):
-            return cls() if value is None else value if isinstance(value, cls) else cls.load(value)
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls.load(value)
         raise TypeError(f"Invalid type for argument `{argument}`. Expected a LatencyTable, a "
                         f"path or None. Received {type(value).__name__}.")
 

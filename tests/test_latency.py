@@ -451,3 +451,22 @@ def test_cli_profile_usage_errors_exit_2(capsys):
             cli.main(argv)
         assert exit_.value.code == 2
         assert "keras-basis profile: error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ interleaved timing
+def test_time_interleaved_samples_and_bad_arguments():
+    """One dict per file, in order; a file faster than min_sample_ms is invoked several
+    times per sample (reps > 1), never with min_sample_ms=0; bad arguments are named."""
+    small = latency.convert_form(LayerGeometry(8, 8, 4, 4, 3), "dense")
+    big = latency.convert_form(LayerGeometry(32, 32, 16, 16, 3), "dense")
+    single = latency.time_interleaved([small, big], runs=3, warmup=1, min_sample_ms=0)
+    assert [r["reps"] for r in single] == [1, 1]
+    for r in single:
+        assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+    sampled = latency.time_interleaved([small, big], runs=3, warmup=2, min_sample_ms=20)
+    assert sampled[0]["reps"] > 1 and sampled[0]["reps"] >= sampled[1]["reps"]
+    for kwargs, name in ((dict(threads=1.5), "threads"), (dict(threads=0), "threads"),
+                         (dict(threads=True), "threads"), (dict(runs=0), "runs"),
+                         (dict(warmup=-1), "warmup"), (dict(min_sample_ms=-1), "min_sample_ms")):
+        with pytest.raises(ValueError, match=rf"argument `{name}`.*Received {name}="):
+            latency.time_interleaved([small], **kwargs)

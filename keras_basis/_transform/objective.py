@@ -311,12 +311,12 @@ def _latency_costs(units, settings):
 
     totals, scores = {}, {}  # (id(option), variant) -> per-mode ms / summed ratio
     for opt, geo, forms in sites:
+        dense = [ms(k, geo, "dense") for k in range(len(timed))]
         for variant in variants:
             form = forms.get(variant, forms["batch"])
             key = (id(opt), variant)
             per_mode = [ms(k, geo, form) for k in range(len(timed))]
             totals[key] = [a + b for a, b in zip(totals.get(key, [0.0] * len(timed)), per_mode)]
-            dense = [ms(k, geo, "dense") for k in range(len(timed))]
             scores[key] = scores.get(key, 0.0) + sum(
                 v / d if np.isfinite(d) and d > 0 else v for v, d in zip(per_mode, dense))
     has_dilated = {id(opt) for opt, _, forms in sites if "dilated" in forms}
