@@ -440,6 +440,11 @@ class LatencyTable:
         return len(self._entries)
 
     @property
+    def modes(self):
+        """The ``(quantize, threads)`` modes the table holds dense timings in, sorted."""
+        return tuple(sorted({(q, t) for _, form, q, t in self._entries if form == "dense"}))
+
+    @property
     def entries(self):
         """Every entry (a copy), sorted by key, form, quantize and threads."""
         return [dict(self._entries[k]) for k in sorted(self._entries)]

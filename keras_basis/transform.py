@@ -96,7 +96,7 @@ def compress(
     multiple_of=None,
     max_pair_macs=None,
     latency_table=None,
-    latency_modes=_objective.LATENCY_MODES,
+    latency_modes=None,
 ):
     """Return a copy of ``model`` whose Conv2D layers use learned filter bases.
 
@@ -181,7 +181,9 @@ def compress(
             a layer geometry it lacks is measured here (and added), the forms
             it lacks of a geometry it holds are no candidates.
         latency_modes: ``(quantize, threads)`` pairs the latency budget holds
-            in; quantize ``"float32"`` or ``"int8"``.
+            in; quantize ``"float32"`` or ``"int8"``. None: the modes
+            ``latency_table`` holds dense timings in, or, for a new table,
+            float32 and int8 at 1 and 2 threads.
 
     Returns:
         A new ``keras.Model`` (compiled like ``model`` if it was compiled).
@@ -544,7 +546,7 @@ def spectra(model, reference=None, *, ratio=None, num_basis=None, splits="auto",
         return entries
     if ratio is not None or num_basis is not None:
         args = dict(objective=None, multiple_of=None, max_pair_macs=None, latency_table=None,
-                    latency_modes=_objective.LATENCY_MODES, layers=None, share=None,
+                    latency_modes=None, layers=None, share=None,
                     allocation="error")
         unknown = sorted(set(budget_args) - set(args))
         if unknown:

@@ -138,6 +138,9 @@ def test_table_save_load_round_trip(tmp_path):
     back = LatencyTable.load(path)
     assert back.entries == t.entries and back.meta == t.meta and len(back) == 3
     assert back.get(g1, "dense") == 1.25
+    # the modes with a dense timing (the pair's int8 / 2 threads has none)
+    assert back.modes == t.modes == (("float32", 1), ("int8", 1))
+    assert LatencyTable().modes == ()
     assert back.get(g1.key(), "pair:s=4,m=16,dilated", "int8", 2) == 0.5
     assert back.entries[[e["form"] for e in back.entries].index(
         "pair:s=4,m=16,dilated")]["p90_ms"] == 0.6

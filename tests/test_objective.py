@@ -6,6 +6,7 @@ and a fake latency table whose numbers the test computes itself.
 """
 
 import itertools
+import re
 
 import keras
 import numpy as np
@@ -293,7 +294,7 @@ class FakeTable:
     def __init__(self, slow=()):
         self.slow, self.store, self.measured = set(slow), {}, 0
 
-    def ms(self, geometry, form, quantize):
+    def ms(self, geometry, form, quantize, threads=1):
         base = geometry.macs(form) * 1e-6 * (1.0 if quantize == "float32" else 0.4)
         if form != "dense":
             base += 0.01  # a second op
@@ -304,26 +305,30 @@ class FakeTable:
     def get(self, geometry, form, quantize, threads):
         return self.store.get((geometry.key(), form, quantize, threads))
 
+    @property
+    def modes(self):  # as LatencyTable.modes
+        return tuple(sorted({(q, t) for (_, f, q, t) in self.store if f == "dense"}))
+
     def measure(self, geometry, forms, quantize, threads):
         self.measured += len(forms)
-        out = {f: self.ms(geometry, f, quantize) for f in forms}
+        out = {f: self.ms(geometry, f, quantize, threads) for f in forms}
         for f, v in out.items():
             self.store[geometry.key(), f, quantize, threads] = v
         return out
 
 
-def _conv_latency(model, small, table, quantize):
+def _conv_latency(model, small, table, quantize, threads=1):
     """Summed ms of the candidate convolutions of `small`, dense ones of `model`."""
     pairs = {pr.name: pr for pr in keras_basis.basis_pairs(small)}
     total = dense = 0.0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             geo = LayerGeometry.of_layer(layer, layer.input.shape)
-            d = table.ms(geo, "dense", quantize)
+            d = table.ms(geo, "dense", quantize, threads)
             pr = pairs.get(layer.name)
             if pr is not None:
                 dilated = pr.s > 1 and pr.basis_layer.split_mode == "dilated"
-                d_pair = table.ms(geo, pair_form(pr.s, pr.m, dilated=dilated), quantize)
+                d_pair = table.ms(geo, pair_form(pr.s, pr.m, dilated=dilated), quantize, threads)
             total += d if pr is None else d_pair
             dense += d
     return total, dense
@@ -345,6 +350,50 @@ def test_latency_budget_holds_in_every_mode(ratio):
     assert why["c1"].startswith("stays dense: best pair s=")
     assert why["c1"].endswith("(int8, 1 thread)")
     assert " ms >= dense " in why["c1"]
+
+
+class ThreadTable(FakeTable):
+    """A second thread halves a dense layer's time and leaves a pair's as it is."""
+
+    def ms(self, geometry, form, quantize, threads=1):
+        base = super().ms(geometry, form, quantize)
+        return base / 2 if threads > 1 and form == "dense" else base
+
+
+def test_latency_budget_holds_at_two_threads_by_default():
+    """An empty table budgets float32 and int8 at 1 and 2 threads; budgeting 1 thread
+    only lets the pairs that gain nothing from a second thread break it there."""
+    model = cnn()
+    modes = [(q, t) for t in (1, 2) for q in ("float32", "int8")]
+    table = ThreadTable()
+    small = keras_basis.compress(model, ratio=0.75, objective="latency", latency_table=table,
+                                 verbose=0)
+    assert set(table.modes) == set(modes)
+    for quantize, threads in modes:
+        total, dense = _conv_latency(model, small, table, quantize, threads)
+        assert total <= 0.75 * dense * (1 + 1e-9), (quantize, threads, total / dense)
+    one = keras_basis.compress(model, ratio=0.75, objective="latency", latency_table=ThreadTable(),
+                               latency_modes=[("float32", 1), ("int8", 1)], verbose=0)
+    assert keras_basis.basis_pairs(one)
+    total, dense = _conv_latency(model, one, table, "float32", 2)
+    assert total > 0.75 * dense, total / dense
+
+
+def test_latency_modes_default_to_the_tables():
+    """A table with dense timings in some modes (a phone's, 4 threads) budgets those
+    modes only, and measures nothing here."""
+    model = cnn()
+    table = FakeTable()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            geo = LayerGeometry.of_layer(layer, layer.input.shape)
+            table.measure(geo, ["dense"] + [pair_form(1, m) for m in (8, 16)], "int8", 4)
+    table.measured = 0
+    small = keras_basis.compress(model, ratio=0.5, objective="latency", latency_table=table,
+                                 verbose=0)
+    assert table.measured == 0 and table.modes == (("int8", 4),)
+    total, dense = _conv_latency(model, small, table, "int8", 4)
+    assert 0 < total <= 0.5 * dense * (1 + 1e-9), total / dense
 
 
 def test_latency_table_is_reused():
@@ -382,7 +431,7 @@ class SplitFormTable(FakeTable):
         super().__init__()
         self.dilated_factor = dilated_factor
 
-    def ms(self, geometry, form, quantize):
+    def ms(self, geometry, form, quantize, threads=1):
         base = super().ms(geometry, form, quantize)
         if form != "dense":
             f = parse_form(form)
@@ -450,9 +499,10 @@ def test_bad_objective_arguments(kwargs, error, match):
         keras_basis.compress(cnn(), ratio=0.5, verbose=0, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["objective", "multiple_of", "max_pair_macs"])
+@pytest.mark.parametrize("name", ["objective", "multiple_of", "max_pair_macs", "latency_modes"])
 def test_objective_arguments_need_ratio(name):
-    value = {"objective": "macs", "multiple_of": 8, "max_pair_macs": 0.5}[name]
+    value = {"objective": "macs", "multiple_of": 8, "max_pair_macs": 0.5,
+             "latency_modes": [("int8", 1)]}[name]
     with pytest.raises(ValueError, match=rf"argument `{name}`: it applies to the `ratio` "
-                       rf"budget.*Received {name}={value!r} with num_basis=8"):
+                       rf"budget.*Received {name}={re.escape(repr(value))} with num_basis=8"):
         keras_basis.compress(cnn(), num_basis=8, verbose=0, **{name: value})

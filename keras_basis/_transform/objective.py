@@ -47,7 +47,9 @@ DEFAULT_OBJECTIVE = "macs"
 MAX_PAIR_MACS = 0.5
 # m is a multiple of this under each objective (oneDNN and XNNPACK block channels).
 MULTIPLE_OF = {"params": 1, "macs": 8, "latency": 8}
-LATENCY_MODES = (("float32", 1), ("int8", 1))
+# The modes the latency budget holds in when the table has none (issue 12's benchmark:
+# float32 and int8, 1 and 2 threads); a table with dense timings budgets its own modes.
+LATENCY_MODES = (("float32", 1), ("int8", 1), ("float32", 2), ("int8", 2))
 QUANTIZE = ("float32", "int8")
 
 
@@ -79,7 +81,8 @@ def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, laten
     if num_basis is not None:
         given = [(nm, v) for nm, v in (("objective", objective), ("multiple_of", multiple_of),
                                        ("max_pair_macs", max_pair_macs),
-                                       ("latency_table", latency_table)) if v is not None]
+                                       ("latency_table", latency_table),
+                                       ("latency_modes", latency_modes)) if v is not None]
         if given:
             nm, v = given[0]
             raise ValueError(
@@ -114,8 +117,10 @@ def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, laten
                 f"objective={objective!r}."
             )
         return Settings(objective, multiple_of, float(max_pair_macs))
-    return Settings(objective, multiple_of, float(max_pair_macs),
-                    _table(latency_table), _modes(latency_modes))
+    table = _table(latency_table)
+    if latency_modes is None:
+        latency_modes = tuple(getattr(table, "modes", ())) or LATENCY_MODES
+    return Settings(objective, multiple_of, float(max_pair_macs), table, _modes(latency_modes))
 
 
 def _alignment(value, name, where=""):
@@ -151,8 +156,9 @@ def _fmt_align(settings):
 
 
 def _modes(modes):
-    expected = ("a non-empty list of (quantize, threads) pairs, quantize in "
-                f"{QUANTIZE} and threads an int >= 1")
+    expected = ("None (the table's modes, else float32 and int8 at 1 and 2 threads) or a "
+                f"non-empty list of (quantize, threads) pairs, quantize in {QUANTIZE} and "
+                "threads an int >= 1")
     if isinstance(modes, (str, bytes)) or not isinstance(modes, (list, tuple)) or not modes:
         raise _bad("latency_modes", expected, modes)
     out = []
@@ -292,18 +298,21 @@ def _latency_costs(units, settings):
                                                     geo.padding, geo.dilation_rate):
                         forms["dilated"] = pair_form(s, opt.m, dilated=True)
                     sites.append((opt, geo, forms))
-    timed = []  # per mode: {geometry: {form: ms or None}}
-    for quantize, threads in settings.modes:
-        wanted = {}
-        for _, geo, forms in sites:
-            wanted.setdefault(geo, {"dense": None}).update(dict.fromkeys(forms.values()))
-        for geo, forms in wanted.items():
-            for form in forms:
-                forms[form] = table.get(geo, form, quantize, threads)
-            missing = [f for f, ms in forms.items() if ms is None]
-            if missing and forms.get("dense") is None:
-                forms.update(table.measure(geo, missing, quantize, threads) or {})
-        timed.append(wanted)
+    wanted = {}  # {geometry: [form, ...]}
+    for _, geo, forms in sites:
+        wanted.setdefault(geo, {"dense": None}).update(dict.fromkeys(forms.values()))
+    timed = {mode: {} for mode in settings.modes}  # per mode: {geometry: {form: ms or None}}
+    for geo, forms in wanted.items():
+        to_measure = {}  # quantize -> threads whose dense timing the table lacks
+        for quantize, threads in settings.modes:
+            got = {f: table.get(geo, f, quantize, threads) for f in forms}
+            timed[quantize, threads][geo] = got
+            if got["dense"] is None:
+                to_measure.setdefault(quantize, []).append(threads)
+        for quantize, threads in to_measure.items():
+            for t, got in _measure(table, geo, list(forms), quantize, threads).items():
+                timed[quantize, t][geo].update(got or {})
+    timed = [timed[mode] for mode in settings.modes]
 
     def ms(k, geo, form):
         v = timed[k][geo].get(form)
@@ -328,6 +337,14 @@ def _latency_costs(units, settings):
                 best = "dilated"
             opt.split_mode = best
             opt.cost = opt.cost + tuple(totals[(id(opt), best)])
+
+
+def _measure(table, geo, forms, quantize, threads):
+    """``{threads: {form: ms}}`` measured by ``table`` (each form converted once where
+    the table can time several thread counts)."""
+    if callable(getattr(table, "measure_threads", None)):
+        return table.measure_threads(geo, forms, quantize, tuple(threads))
+    return {t: table.measure(geo, forms, quantize, t) for t in threads}
 
 
 def _mode_name(settings, k):
