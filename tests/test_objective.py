@@ -377,6 +377,12 @@ def test_latency_budget_holds_at_two_threads_by_default():
     assert keras_basis.basis_pairs(one)
     total, dense = _conv_latency(model, one, table, "float32", 2)
     assert total > 0.75 * dense, total / dense
+    # out of reach: the error gives each mode's smallest ratio
+    with pytest.raises(ValueError, match=r"objective='latency' cannot reach ratio=0.05 .*every "
+                       r"listed mode: 0\.\d+ \(float32, 1 thread\), .* \(int8, 2 threads\); "
+                       r"`latency_modes=` names the modes"):
+        keras_basis.compress(model, ratio=0.05, objective="latency", latency_table=table,
+                             verbose=0)
 
 
 def test_latency_modes_default_to_the_tables():

@@ -498,9 +498,12 @@ def allocate(model, groups, ratio, settings, splits_auto, forced, allocation):
 
 def _infeasible(model, units, cheapest, ratio, settings, dense_cost, total, rest):
     if settings.objective == "latency":
-        reach = max(sum(u.options[i].cost[k] for u, i in zip(units, cheapest)) / d
-                    for k, d in enumerate(dense_cost))
-        what = "latency of the compressible convolutions (every listed mode)"
+        per_mode = [sum(u.options[i].cost[k] for u, i in zip(units, cheapest)) / d
+                    for k, d in enumerate(dense_cost)]
+        reach = max(per_mode)
+        what = "latency of the compressible convolutions (every listed mode: " + ", ".join(
+            f"{r:.3g}{_mode_name(settings, k)}" for k, r in enumerate(per_mode)) + (
+            "; `latency_modes=` names the modes to budget" if len(per_mode) > 1 else "") + ")"
     else:
         reach = (rest + sum(u.options[i].cost[0] for u, i in zip(units, cheapest))) / total
         what = ("MACs of the whole model" if settings.objective == "macs"
