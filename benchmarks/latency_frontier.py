@@ -7,8 +7,9 @@ the paper configuration where there is one, exported as float32 and int8
 TFLite (batch 1, builtin ops, ``export_tflite`` defaults) and timed with
 XNNPACK at 1 and 2 threads. Every file of one network, format and thread
 count is timed in the same interleaved rounds
-(``keras_basis.latency.time_interleaved``), so each ratio to the original
-shares the machine's conditions. The peer row is int8 post-training
+(``keras_basis.latency.time_interleaved``), and each ratio to the original is
+the median over the rounds of the two files' ratio in the same round
+(``keras_basis.latency.paired_ratios``), so it shares the machine's conditions. The peer row is int8 post-training
 quantisation alone (the original's int8 file against its float32 file).
 
 Targets (issue 12): default objective (``"macs"``): latency ratio <= 1.0
@@ -152,13 +153,15 @@ def measure(net, args, table, log):
     live = [(label, obj, r, m) for label, obj, r, m in models if not isinstance(m, str)]
     files = {(label, fmt): export(model, fmt, data)
              for fmt in ("float32", "int8") for label, _, _, model in live}
-    timing = {}
+    timing, paired = {}, {}
     for fmt in ("float32", "int8"):
         for threads in args.threads:
             res = latency.time_interleaved([files[label, fmt] for label, *_ in live],
-                                           threads=threads, runs=args.runs, warmup=3)
-            for (label, *_), r in zip(live, res):
+                                           threads=threads, runs=args.runs, warmup=3,
+                                           samples=True)
+            for (label, *_), r, x in zip(live, res, latency.paired_ratios(res)):
                 timing[label, fmt, threads] = r["median_ms"]
+                paired[label, fmt, threads] = x
     base_params = stored_params(original)
     base_macs = keras_basis.count_macs(original)
     for label, obj, r, model in models:
@@ -175,7 +178,7 @@ def measure(net, args, table, log):
             for threads in args.threads:
                 ms = timing[label, fmt, threads]
                 row[f"ms_{fmt}_{threads}t"] = ms
-                row[f"lat_{fmt}_{threads}t_x"] = ms / timing["original", fmt, threads]
+                row[f"lat_{fmt}_{threads}t_x"] = paired[label, fmt, threads]
         rows.append(row)
     # the peer: int8 post-training quantisation of the original alone
     peer = {"net": net, "variant": "int8 PTQ alone (vs float32)", "objective": None,

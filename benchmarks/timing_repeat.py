@@ -56,8 +56,9 @@ def main(argv=None):
             for t in args.threads:
                 ratios, base = [], None
                 for _ in range(args.repeats):
-                    res = latency.time_interleaved(files, threads=t, runs=30, warmup=3)
-                    ratios.append(res[1]["median_ms"] / res[0]["median_ms"])
+                    res = latency.time_interleaved(files, threads=t, runs=30, warmup=3,
+                                                   samples=True)
+                    ratios.append(latency.paired_ratios(res)[1])
                     base = res[0]["median_ms"]
                 print(f"{net} {args.objective or 'default'} r={args.ratio:g} {fmt} {t}t: "
                       + " ".join(f"{x:.2f}" for x in ratios) + f" (original {base:.3f} ms)",

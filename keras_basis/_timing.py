@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_basis import tflite
 
-__all__ = ["time_interleaved"]
+__all__ = ["paired_ratios", "time_interleaved"]
 
 
 def _invalid(name, value, expected):
@@ -34,7 +34,8 @@ def _random_inputs(interp, rng):
                           if info else rng.standard_normal(d["shape"]).astype(d["dtype"]))
 
 
-def time_interleaved(contents, *, threads=1, runs=30, warmup=5, min_sample_ms=2.0):
+def time_interleaved(contents, *, threads=1, runs=30, warmup=5, min_sample_ms=2.0,
+                     samples=False):
     """Per-file latency (ms per invocation) of ``.tflite`` files timed round-robin.
 
     Args:
@@ -45,6 +46,8 @@ def time_interleaved(contents, *, threads=1, runs=30, warmup=5, min_sample_ms=2.
         min_sample_ms: each sample of a file lasts at least about this long:
             ``ceil(min_sample_ms / warm-up median)`` invocations back to back,
             their mean being the sample; 0 times single invocations.
+        samples: also return each file's per-round samples (``samples_ms``,
+            for :func:`paired_ratios`).
 
     Returns:
         a list of dicts (``median_ms``, ``p90_ms``, ``min_ms``, ``reps``: the
@@ -82,5 +85,29 @@ def time_interleaved(contents, *, threads=1, runs=30, warmup=5, min_sample_ms=2.
                 interp.invoke()
             times[i, r] = (time.perf_counter() - t0) / n
     times *= 1e3
-    return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
-             "min_ms": float(t.min()), "reps": n} for t, n in zip(times, reps)]
+    out = [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)),
+            "min_ms": float(t.min()), "reps": n} for t, n in zip(times, reps)]
+    if samples:
+        for row, t in zip(out, times):
+            row["samples_ms"] = t.tolist()
+    return out
+
+
+def paired_ratios(results, reference=0):
+    """Each file's latency ratio to file ``reference``: the median over the rounds of
+    the ratio of their samples in the same round.
+
+    ``results`` is what ``time_interleaved(..., samples=True)`` returned. A
+    round's files run within milliseconds of each other, so a load burst that
+    lasts several rounds (another process, the host of a virtual machine)
+    scales both samples of a round and drops out of their ratio; the ratio of
+    the two medians keeps it when the burst covers the rounds unevenly.
+    """
+    try:
+        base = np.asarray(results[reference]["samples_ms"], dtype=float)
+        rows = [np.asarray(r["samples_ms"], dtype=float) for r in results]
+    except (KeyError, TypeError, IndexError) as err:
+        raise ValueError("Invalid value for argument `results`. Expected the list "
+                         "time_interleaved(..., samples=True) returns and a `reference` index "
+                         f"into it. Received reference={reference!r} ({err!r}).") from None
+    return [float(np.median(r / base)) for r in rows]

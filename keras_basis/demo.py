@@ -9,9 +9,10 @@
    :func:`keras_basis.export_tflite` (int8 calibrated on training images).
 4. Measure test accuracy in Keras and in TFLite, the file sizes and the
    batch-1 latency (the files of one format timed round-robin in the same
-   rounds, :func:`keras_basis.latency.time_interleaved`, so that each
-   compressed file's latency ratio to the original is measured under the
-   same load), print one table and write ``results.md``, ``results.json``,
+   rounds, :func:`keras_basis.latency.time_interleaved`; each compressed
+   file's latency ratio to the original is the median over the rounds of
+   their same-round ratio, :func:`keras_basis.latency.paired_ratios`, so it
+   is measured under the same load), print one table and write ``results.md``, ``results.json``,
    ``accuracy_vs_size.png`` (accuracy and latency against size), the
    ``.tflite`` files and the ``.keras`` models to the output folder.
 
@@ -327,10 +328,12 @@ def run(config=None, *, log=None):
         # original do not depend on when the machine was busy.
         timing = latency.time_interleaved(
             [content for _, content in files], threads=config.threads,
-            runs=config.latency_runs, warmup=10,
+            runs=config.latency_runs, warmup=10, samples=True,
         )
-        base_bytes, base_ms = len(files[0][1]), timing[0]["median_ms"]
-        for ratio, (path, content), bench in zip(points, files, timing):
+        base_bytes = len(files[0][1])
+        # each ratio: the median over the rounds of the two files' same-round ratio
+        paired = latency.paired_ratios(timing)
+        for ratio, (path, content), bench, lat_x in zip(points, files, timing, paired):
             model = models[ratio]
             acc = _accuracy(tflite.run_tflite(content, x_test, threads=config.threads), y_test)
             original = ratio is None  # its own ratios are 1 by definition: shown as "-"
@@ -340,8 +343,9 @@ def run(config=None, *, log=None):
                        file=path.name,
                        file_bytes=len(content), acc_tflite=acc,
                        latency_ms=bench["median_ms"], latency_p90_ms=bench["p90_ms"],
+                       latency_samples_ms=bench["samples_ms"],
                        file_ratio=None if original else len(content) / base_bytes,
-                       latency_ratio=None if original else bench["median_ms"] / base_ms,
+                       latency_ratio=None if original else lat_x,
                        **info[ratio])
             rows.append(row)
             log(f"      {path.name}: {row['file_bytes']:,} bytes, TFLite accuracy "

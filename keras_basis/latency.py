@@ -27,13 +27,13 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_basis import _convert, fileio, maths
-from keras_basis._timing import time_interleaved
 from keras_basis._geometry import dilated_form_exact
+from keras_basis._timing import paired_ratios, time_interleaved
 
 __all__ = [
     "FORMAT", "QUANTIZE", "LatencyTable", "LayerGeometry", "LayerSite", "candidate_forms",
     "convert_form", "layer_geometries", "machine", "one_layer_model", "pair_form",
-    "parse_form", "profile_model", "time_interleaved",
+    "paired_ratios", "parse_form", "profile_model", "time_interleaved",
 ]
 
 FORMAT = "keras-basis/latency-table/1"

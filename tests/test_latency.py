@@ -473,3 +473,24 @@ def test_time_interleaved_samples_and_bad_arguments():
                          (dict(warmup=-1), "warmup"), (dict(min_sample_ms=-1), "min_sample_ms")):
         with pytest.raises(ValueError, match=rf"argument `{name}`.*Received {name}="):
             latency.time_interleaved([small], **kwargs)
+
+
+def test_paired_ratios_are_the_median_of_same_round_ratios():
+    """A burst that slows every file of some rounds drops out of the paired ratio;
+    samples come back only when asked; bad results are named."""
+    small = latency.convert_form(LayerGeometry(8, 8, 4, 4, 3), "dense")
+    res = latency.time_interleaved([small, small], runs=4, warmup=1, samples=True)
+    assert [len(r["samples_ms"]) for r in res] == [4, 4]
+    assert res[0]["median_ms"] == pytest.approx(np.median(res[0]["samples_ms"]))
+    assert "samples_ms" not in latency.time_interleaved([small], runs=2, warmup=1)[0]
+    # hand-made samples: file 1 is 0.5x file 0 in every round; rounds 3-5 run 4x slower
+    base = [1.0, 1.0, 1.1, 4.0, 4.2, 4.1]
+    rows = [{"samples_ms": base}, {"samples_ms": [0.5 * b for b in base]},
+            {"samples_ms": [0.9, 1.0, 1.0, 1.0, 1.0, 1.0]}]
+    assert latency.paired_ratios(rows) == pytest.approx([1.0, 0.5, np.median(
+        np.array(rows[2]["samples_ms"]) / np.array(base))])
+    assert latency.paired_ratios(rows, reference=1)[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match=r"argument `results`.*samples=True"):
+        latency.paired_ratios([{"median_ms": 1.0}])
+    with pytest.raises(ValueError, match=r"Received reference=5"):
+        latency.paired_ratios(rows, reference=5)
