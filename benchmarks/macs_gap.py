@@ -144,13 +144,13 @@ def measure_row(net, ratio, args, log):
     for fmt in FORMATS:
         for t in args.threads:
             res = latency.time_interleaved([files[n, fmt] for n in names], threads=t,
-                                           runs=args.runs, warmup=3)
+                                           runs=args.runs, warmup=3, samples=True)
             t_o, t_c, t_s = (r["median_ms"] for r in res)
-            rest = t_s / t_o
+            _, lat, rest = latency.paired_ratios(res)  # same-round ratios to the original
             row["modes"][f"{fmt}_{t}t"] = {
                 "ms_original": t_o, "ms_macs": t_c, "ms_skeleton": t_s,
-                "latency_x": t_c / t_o, "rest_share": rest,
-                "convs_latency_x": (t_c - t_s) / (t_o - t_s) if t_o > t_s else None,
+                "latency_x": lat, "rest_share": rest,
+                "convs_latency_x": (lat - rest) / (1 - rest) if rest < 1 else None,
                 "floor_x": rest + (1 - rest) * row["conv_macs_x"],
             }
     log(f"  {net} r={ratio:g}: timed")
