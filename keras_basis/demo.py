@@ -360,8 +360,8 @@ def run(config=None, *, log=None):
         f"seed {config.seed}). Latency: median of {config.latency_runs} samples, each "
         f"batch-1 runs back to back for >= 2 ms, "
         f"{config.threads} thread(s), XNNPACK on, {platform.processor() or platform.machine()}"
-        f", the files of one format timed round-robin; size x and latency x: ratio to the "
-        f"original of the same format. Compression: keras_basis.compress(ratio=r"
+        f", the files of one format timed round-robin; size x: ratio to the original of the "
+        f"same format; latency x: the median of the same-round ratios to it. Compression: keras_basis.compress(ratio=r"
         f"{'' if config.objective is None else f', objective={config.objective!r}'}). "
         f"MFLOPs: 2 x multiply-adds per image. Total time {elapsed:.0f} s."
     )
