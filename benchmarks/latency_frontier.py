@@ -9,8 +9,9 @@ XNNPACK at 1 and 2 threads. Every file of one network, format and thread
 count is timed in the same interleaved rounds
 (``keras_basis.latency.time_interleaved``), and each ratio to the original is
 the median over the rounds of the two files' ratio in the same round
-(``keras_basis.latency.paired_ratios``), so it shares the machine's conditions. The peer row is int8 post-training
-quantisation alone (the original's int8 file against its float32 file).
+(``keras_basis.latency.paired_ratios``), so it shares the machine's conditions.
+The peer row is int8 post-training quantisation alone (the original's int8
+file against its float32 file, a ratio of medians: two timing calls).
 
 Targets (issue 12): default objective (``"macs"``): latency ratio <= 1.0
 everywhere; ``"macs"``: latency ratio <= 1.25 x MACs ratio; ``"latency"``:

@@ -12,8 +12,8 @@
    rounds, :func:`keras_basis.latency.time_interleaved`; each compressed
    file's latency ratio to the original is the median over the rounds of
    their same-round ratio, :func:`keras_basis.latency.paired_ratios`, so it
-   is measured under the same load), print one table and write ``results.md``, ``results.json``,
-   ``accuracy_vs_size.png`` (accuracy and latency against size), the
+   is measured under the same load), print one table and write
+   ``results.md``, ``results.json``, ``accuracy_vs_size.png`` (accuracy and latency against size), the
    ``.tflite`` files and the ``.keras`` models to the output folder.
 
 Run it as ``keras-basis demo --output-dir demo-output`` or call :func:`run`.
@@ -361,7 +361,8 @@ def run(config=None, *, log=None):
         f"batch-1 runs back to back for >= 2 ms, "
         f"{config.threads} thread(s), XNNPACK on, {platform.processor() or platform.machine()}"
         f", the files of one format timed round-robin; size x: ratio to the original of the "
-        f"same format; latency x: the median of the same-round ratios to it. Compression: keras_basis.compress(ratio=r"
+        f"same format; latency x: the median of the same-round ratios to it. "
+        f"Compression: keras_basis.compress(ratio=r"
         f"{'' if config.objective is None else f', objective={config.objective!r}'}). "
         f"MFLOPs: 2 x multiply-adds per image. Total time {elapsed:.0f} s."
     )
