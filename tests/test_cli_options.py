@@ -240,6 +240,13 @@ def test_objective_flags():
     args = _parse("compress", "a.keras", "b.keras", "--ratio", "0.5", "--objective", "latency",
                   "--latency-table", "t.json")
     assert (args.objective, args.latency_table) == ("latency", "t.json")
+    assert args.latency_modes is None
+    args = _parse("compress", "a.keras", "b.keras", "--ratio", "0.5", "--objective", "latency",
+                  "--latency-modes", "float32:1, int8:4")
+    assert args.latency_modes == (("float32", 1), ("int8", 4))
+    for bad in ("int4:1", "int8:0", "int8", "float32:x", ","):
+        with pytest.raises(SystemExit):
+            _parse("compress", "a.keras", "b.keras", "--ratio", "0.5", "--latency-modes", bad)
     assert _parse("export", "a.keras", "b.tflite", "--fold", "auto", "--latency-table",
                   "t.json").latency_table == "t.json"
     from keras_basis.cli.demo import config_from_args

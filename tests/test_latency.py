@@ -494,3 +494,33 @@ def test_paired_ratios_are_the_median_of_same_round_ratios():
         latency.paired_ratios([{"median_ms": 1.0}])
     with pytest.raises(ValueError, match=r"Received reference=5"):
         latency.paired_ratios(rows, reference=5)
+
+
+def test_cli_compress_latency_modes(tiny_keras, tmp_path, capsys):
+    """--latency-modes picks the modes of a table the budget bounds: here a table whose
+    float32 pairs are slower than dense (unreachable) and int8 / 4 threads ones faster."""
+    import keras
+
+    import keras_basis
+    from keras_basis import cli
+
+    model = keras.models.load_model(tiny_keras)
+    table = LatencyTable()
+    for site in latency.layer_geometries(model):
+        geo = site.geometry
+        for form in latency.candidate_forms(geo):
+            table.set(geo, form, "int8", 4, geo.macs(form) * 1e-6)
+            table.set(geo, form, "float32", 1, 1.0 if form == "dense" else 3.0)
+    path = tmp_path / "phone.json"
+    table.save(path)
+    out = tmp_path / "small.keras"
+    argv = ["compress", str(tiny_keras), str(out), "--ratio", "0.9", "--objective", "latency",
+            "--latency-table", str(path)]
+    assert cli.main(argv) != 0  # the table's two modes: float32 cannot be reached
+    err = capsys.readouterr().err
+    assert "cannot reach ratio=0.9" in err and "(float32, 1 thread)" in err
+    assert cli.main(argv + ["--latency-modes", "int8:4"]) == 0
+    assert keras_basis.basis_pairs(keras.models.load_model(out))
+    assert cli.main(["compress", str(tiny_keras), str(tmp_path / "x.keras"), "--ratio", "0.5",
+                     "--latency-modes", "int8:1"]) != 0
+    assert "--latency-modes needs --objective latency" in capsys.readouterr().err

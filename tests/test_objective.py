@@ -496,6 +496,8 @@ BAD = [
      ValueError, r"argument `latency_modes`"),
     (dict(objective="latency", latency_table=FakeTable(), latency_modes=()), ValueError,
      r"argument `latency_modes`"),
+    (dict(objective="macs", latency_modes=[("int8", 1)]), ValueError,
+     r"argument `latency_modes`: it is read with objective='latency' only"),
 ]
 
 

@@ -110,12 +110,13 @@ def check(num_basis, objective, multiple_of, max_pair_macs, latency_table, laten
     if not 0 < max_pair_macs <= 1:
         raise _bad("max_pair_macs", "None or a float in (0, 1] (1 = no guard)", max_pair_macs)
     if objective != "latency":
-        if latency_table is not None:
-            raise ValueError(
-                "Invalid value for argument `latency_table`: it is read with "
-                f"objective='latency' only. Received latency_table={latency_table!r} with "
-                f"objective={objective!r}."
-            )
+        for name, value in (("latency_table", latency_table), ("latency_modes", latency_modes)):
+            if value is not None:
+                raise ValueError(
+                    f"Invalid value for argument `{name}`: it is read with "
+                    f"objective='latency' only. Received {name}={value!r} with "
+                    f"objective={objective!r}."
+                )
         return Settings(objective, multiple_of, float(max_pair_macs))
     table = _table(latency_table)
     if latency_modes is None:

@@ -126,6 +126,10 @@ def run(args):
             if args.objective != "latency":
                 raise CLIError("--latency-table needs --objective latency")
             kwargs["latency_table"] = check_input_file(args.latency_table, ".json")
+        if args.latency_modes:
+            if args.objective != "latency":
+                raise CLIError("--latency-modes needs --objective latency")
+            kwargs["latency_modes"] = list(args.latency_modes)
     else:
         kwargs["num_basis"] = args.num_basis
     if layers:

@@ -106,7 +106,21 @@ def _number(text):
         raise argparse.ArgumentTypeError(f"expected a number, received {text!r}")
 
 
+def latency_mode(text):
+    """``QUANTIZE:THREADS`` (``int8:4``) -> ``("int8", 4)``."""
+    quantize, _, threads = text.partition(":")
+    try:
+        count = positive_int(threads)
+    except argparse.ArgumentTypeError:
+        count = None
+    if quantize not in ("float32", "int8") or count is None:
+        raise argparse.ArgumentTypeError(
+            f"expected float32:THREADS or int8:THREADS (e.g. int8:1), received {text!r}")
+    return quantize, count
+
+
 ratio_list = _list_of(ratio, "ratios")
+mode_list = _list_of(latency_mode, "modes")
 thread_list = _list_of(positive_int, "thread counts")
 number_list = _list_of(_number, "numbers (one, or one per channel)")
 
@@ -192,6 +206,15 @@ def add_objective_arg(p, *, action=None, table=True):
             metavar="TABLE.json",
             help="with --objective latency: layer timings from `keras-basis profile` (e.g. "
             "measured on a phone); missing entries are measured on this machine",
+        )
+        p.add_argument(
+            "--latency-modes",
+            type=mode_list,
+            metavar="Q:T[,Q:T...]",
+            help="with --objective latency: the modes whose latency the budget bounds, "
+            "quantization float32 or int8 and a thread count, e.g. float32:1,int8:1 "
+            "(default: the modes --latency-table holds, else float32 and int8 at 1 and 2 "
+            "threads)",
         )
 
 

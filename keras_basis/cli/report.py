@@ -78,6 +78,8 @@ def run(args):
             budget["objective"] = args.objective
             if args.latency_table:
                 budget["latency_table"] = check_input_file(args.latency_table, ".json")
+            if args.latency_modes:
+                budget["latency_modes"] = list(args.latency_modes)
         entries = transform.spectra(
             model, reference, ratio=args.ratio, num_basis=args.num_basis, splits=args.splits,
             **budget,
