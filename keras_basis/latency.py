@@ -527,7 +527,7 @@ def _forms_for(forms, geometry):
                     f"strings or a callable geometry -> list of forms. Received forms={forms!r}.")
 
 
-def profile_model(model, *, quantize=QUANTIZE, threads=(1,), forms="auto", table=None,
+def profile_model(model, *, quantize=QUANTIZE, threads=(1, 2), forms="auto", table=None,
                   runs=30, warmup=5, input_shape=None):
     """Time the forms of every convolution of ``model`` as one-layer TFLite files.
 
@@ -540,6 +540,8 @@ def profile_model(model, *, quantize=QUANTIZE, threads=(1,), forms="auto", table
     Args:
         model: a built ``keras.Model`` (TensorFlow backend).
         quantize, threads: ``"float32"`` and/or ``"int8"``; thread count(s).
+            The defaults are the modes ``compress(objective="latency")``
+            budgets without a table: float32 and int8 at 1 and 2 threads.
         forms: ``"auto"`` (:func:`candidate_forms`), a list of forms for every
             layer, or a callable ``geometry -> list of forms``.
         table: a ``LatencyTable`` (or the path of one) to extend; default new.

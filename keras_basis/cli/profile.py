@@ -54,7 +54,7 @@ DESCRIPTION = (
 )
 EXAMPLES = (
     "model.keras --out table.json",
-    "model.keras --quantize int8 --threads 1 2 --out table.json",
+    "model.keras --quantize int8 --threads 4 --out table.json   # one mode",
     "model.keras --table table.json --out table.json   # extend it",
     "sr.keras --input-shape 128,128,3 --out sr_table.json",
     "--emit-models phone_models/ model.keras --quantize int8",
@@ -91,8 +91,9 @@ def register(subparsers, prog, common=()):
     p.add_argument("--quantize", type=_quantize, nargs="+", default=[("float32", "int8")],
                    metavar="Q", help="float32 and/or int8 (space- or comma-separated) "
                    "(default: float32 int8)")
-    p.add_argument("--threads", type=options.thread_list, nargs="+", default=[(1,)],
-                   metavar="N", help="interpreter thread counts (default: 1)")
+    p.add_argument("--threads", type=options.thread_list, nargs="+", default=[(1, 2)],
+                   metavar="N", help="interpreter thread counts, space- or comma-separated "
+                   "(default: 1 2, the modes compress --objective latency budgets)")
     p.add_argument("--out", metavar="TABLE.json", help="write the table here (atomically)")
     p.add_argument("--table", metavar="TABLE.json", help="an existing table to extend: its "
                    "entries are not timed again; written back only to --out")
