@@ -29,7 +29,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_basis import _convert, latency  # noqa: E402
+from benchmarks.latency_frontier import export  # noqa: E402
+from keras_basis import latency  # noqa: E402
 from keras_basis.layers import BasisConv2D  # noqa: E402
 
 SHAPES = ((32, 16), (16, 32), (8, 64))  # (H = W, c = n): ResNet-20/56 stages
@@ -68,8 +69,7 @@ def main(argv=None):
         g = latency.LayerGeometry(hw, hw, ch, ch, 3, use_bias=False)
         data = np.random.default_rng(0).standard_normal((8, hw, hw, ch)).astype("float32")
         for quantize in ("float32", "int8"):
-            files = [_convert.convert(chain(g, form, depth), [(1, hw, hw, ch)],
-                                      None if quantize == "float32" else "int8", data, False, 8)
+            files = [export(chain(g, form, depth), quantize, data)
                      for form in ("dense", pair) for depth in (1, args.depth)]
             for t in args.threads:
                 d1, dk, p1, pk = (r["median_ms"] * 1e3 for r in latency.time_interleaved(
