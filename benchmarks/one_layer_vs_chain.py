@@ -7,8 +7,9 @@ dequantisation) could pull the pair/dense ratio towards 1. This script times,
 for the CIFAR ResNets' layer shapes (``c == n``, so forms can be chained),
 the dense conv and the smallest basis pair ``s = 1, m = 8`` both as one layer
 and as a chain of ``--depth`` copies, interleaved (``time_interleaved``), and
-prints three pair/dense ratios: one layer, the chain, and the marginal one
-(the chain less the single layer: what one more layer inside a network costs).
+prints three pair/dense ratios: one layer and the chain (medians of same-round
+ratios, ``paired_ratios``), and the marginal one (the chain less the single
+layer, from the medians: what one more layer inside a network costs).
 
     python benchmarks/one_layer_vs_chain.py
     python benchmarks/one_layer_vs_chain.py --depth 8 --threads 1
@@ -60,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(f"# one layer vs a chain of {args.depth}, {datetime.date.today()}, "
           f"{platform.machine()}, {os.cpu_count()} cores, {args.runs} rounds; "
-          "ratios: pair s=1,m=8 / dense (medians)")
+          "ratios: pair s=1,m=8 / dense (paired; marginal: of medians)")
     print("| layer | format | threads | dense 1 (us) | dense chain (us) | one layer x | "
           "chain x | marginal x |")
     print("|---|---|---|---|---|---|---|---|")
@@ -72,11 +73,12 @@ def main(argv=None):
             files = [export(chain(g, form, depth), quantize, data)
                      for form in ("dense", pair) for depth in (1, args.depth)]
             for t in args.threads:
-                d1, dk, p1, pk = (r["median_ms"] * 1e3 for r in latency.time_interleaved(
-                    files, threads=t, runs=args.runs))
+                res = latency.time_interleaved(files, threads=t, runs=args.runs, samples=True)
+                d1, dk, p1, pk = (r["median_ms"] * 1e3 for r in res)
+                one = latency.paired_ratios(res)[2]  # same-round ratios to dense
+                chained = latency.paired_ratios(res, reference=1)[3]
                 print(f"| {hw}x{hw} {ch}->{ch} | {quantize} | {t} | {d1:.1f} | {dk:.1f} | "
-                      f"{p1 / d1:.2f} | {pk / dk:.2f} | {(pk - p1) / (dk - d1):.2f} |",
-                      flush=True)
+                      f"{one:.2f} | {chained:.2f} | {(pk - p1) / (dk - d1):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
