@@ -5,6 +5,8 @@ For three model pairs (original, compressed), both exported by
 
 - ``demo``: ``keras_basis.demo.build_cnn()`` against ``keras_basis.compress(model,
   ratio=0.5, objective="params")``;
+- ``demo-0.75``, ``demo-0.5``, ``demo-0.25``: the same CNN against the demo's own rows,
+  ``keras_basis.compress(model, ratio=r)`` with the default objective;
 - ``resnet56``: the CIFAR-10 recipe's ResNet-56, baseline against Table 8 (one basis
   per stage, m = 24/48/84);
 - ``srresnet``: the DIV2K recipe's SRResNet (x4) against Basis-64-14, traced at a
@@ -21,6 +23,7 @@ of both files are compared on two random inputs, XNNPACK on and off (max abs
 difference of the outputs, int8 outputs dequantized).
 
     python benchmarks/tflite_size.py                      # the three pairs
+    python benchmarks/tflite_size.py --models demo-0.75 demo-0.5 demo-0.25
     python benchmarks/tflite_size.py --models resnet56 --zero-biases
     python benchmarks/tflite_size.py FILE.tflite ...      # where the bytes of files go
 """
@@ -47,14 +50,17 @@ def build_pair(name):
 
     import keras_basis
 
-    if name == "demo":
+    if name == "demo" or name.startswith("demo-"):
         from keras_basis.demo import build_cnn
 
         keras.utils.set_random_seed(0)
         original = build_cnn()
-        kwargs = {"ratio": 0.5}
-        if "objective" in inspect.signature(keras_basis.compress).parameters:
-            kwargs["objective"] = "params"
+        if name == "demo":
+            kwargs = {"ratio": 0.5}
+            if "objective" in inspect.signature(keras_basis.compress).parameters:
+                kwargs["objective"] = "params"
+        else:
+            kwargs = {"ratio": float(name.split("-", 1)[1])}
         return original, keras_basis.compress(original, **kwargs), (16, 16, 1)
     if name == "resnet56":
         from examples.cifar10.models import resnet56
@@ -183,7 +189,8 @@ def main(argv=None):
     p.add_argument("files", nargs="*", type=pathlib.Path, metavar="FILE.tflite",
                    help="print where the bytes of these files go instead")
     p.add_argument("--models", nargs="+", default=["demo", "resnet56", "srresnet"],
-                   choices=["demo", "resnet56", "srresnet"])
+                   choices=["demo", "demo-0.75", "demo-0.5", "demo-0.25", "resnet56",
+                            "srresnet"])
     p.add_argument("--zero-biases", action="store_true",
                    help="keep the builders' all-zero biases (BatchNorm statistics random)")
     args = p.parse_args(argv)
