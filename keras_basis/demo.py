@@ -13,8 +13,9 @@
    file's latency ratio to the original is the median over the rounds of
    their same-round ratio, :func:`keras_basis.latency.paired_ratios`, so it
    is measured under the same load), print one table and write
-   ``results.md``, ``results.json``, ``accuracy_vs_size.png`` (accuracy and latency against size), the
-   ``.tflite`` files and the ``.keras`` models to the output folder.
+   ``results.md``, ``results.json``, ``accuracy_vs_size.png`` (accuracy and
+   latency against size), the ``.tflite`` files and the ``.keras`` models to
+   the output folder.
 
 Run it as ``keras-basis demo --output-dir demo-output`` or call :func:`run`.
 """
